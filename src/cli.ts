@@ -1,0 +1,87 @@
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, HbsError } from './core/errors.js';
+
+const VERSION = '0.1.0';
+
+/** The only place that ends the process: every error becomes a message, a hint and an exit code. */
+async function main(argv: string[]): Promise<number> {
+  const program = new Command('hbs')
+    .description('Turn a Hetzner Storage Box into a real Linux filesystem for backups (sshfs + sparse image + ext4).')
+    .version(VERSION)
+    .option('--config <path>', 'config file', '/etc/hbs/config.json')
+    .showHelpAfterError('(run hbs --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  let pending: Promise<void> | undefined;
+
+  program
+    .command('init')
+    .description('set up the box, the image and the filesystem (asks for what is missing)')
+    .option('--user <account>', 'Storage Box account, e.g. u123456 or u123456-sub1')
+    .option('--host <host>', 'Storage Box host (default: <user>.your-storagebox.de)')
+    .option('--port <port>', 'SSH/SFTP port (default: 23)')
+    .option('--remote-path <dir>', 'directory on the box (default: the account home)')
+    .option('--image <name>', 'image file name on the box (default: filesystem.img)')
+    .option('--size <size>', 'image size: 100G, 1.5T, 500GB (K/M/G/T = 1024-based, KB/MB/GB/TB = 1000-based)')
+    .option('--box-mount <dir>', 'where the box is mounted (default: /srv/backup/hetzner-backup-space)')
+    .option('--mount-point <dir>', 'where the filesystem is mounted (default: /srv/backup/backup)')
+    .option('--ssh-key <path>', 'SSH key for the box, made if missing (default: /root/.ssh/hbs_ed25519)')
+    .option('--host-key-fingerprint <SHA256:...>', 'expected host key fingerprint of the box')
+    .option('--password-stdin', 'read the box password from stdin (else $HBS_BOX_PASSWORD, else a prompt)')
+    .option('--fstab <path>', 'fstab to add the mount lines to (default: /etc/fstab)')
+    .option('--no-fstab', 'do not touch any fstab')
+    .addOption(new Option('--force', 'allow an image larger than the free space on the box'))
+    .option('-y, --yes', 'never ask; fail listing what is missing')
+    .option('-n, --dry-run', 'print every change that would be made; make none')
+    .option('-v, --verbose', 'show each command as it runs (secrets redacted)')
+    .action((opts: Record<string, unknown>) => {
+      pending = (async () => {
+        const [{ initCommand }, { TerminalReporter }] = await Promise.all([import('./commands/init.js'), import('./ui/terminal-reporter.js')]);
+        const reporter = new TerminalReporter({ spinners: !opts.verbose && !opts.dryRun });
+        const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+        await initCommand(
+          { ...opts, config: program.opts<{ config: string }>().config },
+          {
+            reporter,
+            prompter: interactive ? async () => (await import('./init/prompter.js')).inquirerPrompter() : undefined,
+            readStdin,
+            env: process.env,
+            uid: () => process.getuid?.() ?? -1,
+          },
+        );
+      })();
+    });
+
+  try {
+    await program.parseAsync(argv);
+    await pending;
+    return EXIT.ok;
+  } catch (err) {
+    return report(err);
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function report(err: unknown): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+    return EXIT.usage; // commander already printed its message
+  }
+  if (err instanceof HbsError) {
+    process.stderr.write(`hbs: ${err.message}\n`);
+    if (err.details) process.stderr.write(err.details.replace(/^/gm, '  ') + '\n');
+    if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  process.stderr.write(`hbs: unexpected error: ${e?.stack ?? String(err)}\n`);
+  return EXIT.failed;
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,39 @@
+import { execa } from 'execa';
+import { CommandError, formatCmd, redact, type Cmd, type CmdResult, type Runner } from './runner.js';
+
+export type LogLine = (line: string) => void;
+
+/** Runs commands for real through execa (no shell), logging `$ cmd` lines when asked to. */
+export class RealRunner implements Runner {
+  readonly dryRun = false;
+  private readonly secrets: string[] = [];
+
+  constructor(private readonly log?: LogLine) {}
+
+  /** Registers a secret to redact from every later log line and error, whatever command. */
+  addSecret(secret: string): void {
+    if (secret) this.secrets.push(secret);
+  }
+
+  async run(cmd: Cmd): Promise<CmdResult> {
+    const secrets = [...this.secrets, ...(cmd.secrets ?? [])];
+    const shown = formatCmd(cmd, secrets);
+    this.log?.(`$ ${shown}`);
+    const [file, ...args] = cmd.argv;
+    if (file === undefined) throw new Error('empty command');
+    const r = await execa(file, args, {
+      input: cmd.stdin ?? '',
+      reject: false,
+      env: { LC_ALL: 'C', ...cmd.env },
+      timeout: cmd.timeoutMs,
+      stripFinalNewline: false,
+    });
+    const result: CmdResult = {
+      exitCode: r.exitCode ?? (r.failed ? 1 : 0),
+      stdout: redact(String(r.stdout ?? ''), secrets),
+      stderr: redact(String(r.stderr ?? '') || (r.exitCode === undefined ? (r.message ?? '') : ''), secrets),
+    };
+    if (result.exitCode !== 0 && !cmd.allowFail) throw new CommandError(shown, result);
+    return result;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The one way hbs runs programs. Commands are argv arrays (never shell strings); secrets travel
+ * on stdin and are redacted from every line a runner logs or puts into an error.
+ */
+export interface Cmd {
+  argv: readonly string[];
+  /** Data for the program's stdin (e.g. a password). Never logged. */
+  stdin?: string;
+  /** Strings that must never appear in logs or errors (stdin is never logged anyway). */
+  secrets?: readonly string[];
+  /**
+   * Whether the command changes anything. Defaults to true: a command counts as a write unless
+   * marked read-only, so a dry-run can never run a change by accident.
+   */
+  write?: boolean;
+  /** A non-zero exit is returned instead of thrown. */
+  allowFail?: boolean;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export interface CmdResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Runner {
+  /** True when changing commands are printed instead of run. */
+  readonly dryRun: boolean;
+  run(cmd: Cmd): Promise<CmdResult>;
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly command: string,
+    readonly result: CmdResult,
+  ) {
+    super(`command failed (exit ${result.exitCode}): ${command}`);
+    this.name = 'CommandError';
+  }
+
+  /** The last lines of stderr (or stdout when stderr is empty), for error messages. */
+  tail(lines = 6): string {
+    const text = (this.result.stderr.trim() || this.result.stdout.trim()).split('\n');
+    return text.slice(-lines).join('\n');
+  }
+}
+
+const SAFE_ARG = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/** Shell-quote one argument for display (the runner itself never goes through a shell). */
+export function quoteArg(arg: string): string {
+  if (arg !== '' && SAFE_ARG.test(arg)) return arg;
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export function redact(text: string, secrets: readonly string[] = []): string {
+  let out = text;
+  for (const s of secrets) {
+    if (s.length > 0) out = out.split(s).join('***');
+  }
+  return out;
+}
+
+/** The command as a person would type it, secrets redacted; stdin is shown only as a marker. */
+export function formatCmd(cmd: Cmd, extraSecrets: readonly string[] = []): string {
+  const line = cmd.argv.map(quoteArg).join(' ');
+  const shown = redact(line, [...(cmd.secrets ?? []), ...extraSecrets]);
+  return cmd.stdin !== undefined ? `${shown} <<(stdin)` : shown;
+}
+
+export function isWrite(cmd: Cmd): boolean {
+  return cmd.write !== false;
+}

@@ -1,0 +1,86 @@
+import { z } from 'zod';
+import {
+  fingerprintSchema,
+  hostSchema,
+  imageNameSchema,
+  isInside,
+  isSystemDir,
+  localPathSchema,
+  portSchema,
+  remotePathSchema,
+  sizeSchema,
+  userSchema,
+} from '../lib/validate.js';
+
+export const DEFAULTS = {
+  port: '23',
+  remotePath: '',
+  image: 'filesystem.img',
+  boxMount: '/srv/backup/hetzner-backup-space',
+  mountPoint: '/srv/backup/backup',
+  sshKey: '/root/.ssh/hbs_ed25519',
+  fstab: '/etc/fstab',
+  config: '/etc/hbs/config.json',
+} as const;
+
+export const defaultHost = (user: string): string => `${user}.your-storagebox.de`;
+
+/** The answers that name something; each is a flag and, when missing, a question. */
+export const ANSWER_FLAGS = {
+  user: '--user',
+  host: '--host',
+  port: '--port',
+  remotePath: '--remote-path',
+  image: '--image',
+  size: '--size',
+  boxMount: '--box-mount',
+  mountPoint: '--mount-point',
+  sshKey: '--ssh-key',
+  hostKeyFingerprint: '--host-key-fingerprint',
+  fstab: '--fstab',
+  config: '--config',
+} as const;
+
+export const flagOf = (key: string): string => ANSWER_FLAGS[key.split('.')[0] as keyof typeof ANSWER_FLAGS] ?? key;
+
+export const initAnswersSchema = z
+  .object({
+    user: userSchema,
+    host: hostSchema,
+    port: portSchema,
+    remotePath: remotePathSchema,
+    image: imageNameSchema,
+    size: sizeSchema,
+    boxMount: localPathSchema('box mount', true),
+    mountPoint: localPathSchema('mount point'),
+    sshKey: localPathSchema('ssh key', true),
+    hostKeyFingerprint: fingerprintSchema.optional(),
+    fstab: localPathSchema('fstab').nullable(),
+    config: localPathSchema('config', true),
+  })
+  .superRefine((o, ctx) => {
+    if (isInside(o.mountPoint, o.boxMount)) {
+      ctx.addIssue({ code: 'custom', path: ['mountPoint'], message: `mount point "${o.mountPoint}" must not be the box mount or inside it ("${o.boxMount}")` });
+    } else if (isInside(o.boxMount, o.mountPoint)) {
+      ctx.addIssue({ code: 'custom', path: ['boxMount'], message: `box mount "${o.boxMount}" must not be inside the mount point "${o.mountPoint}"` });
+    }
+    for (const key of ['boxMount', 'mountPoint'] as const) {
+      if (isSystemDir(o[key])) ctx.addIssue({ code: 'custom', path: [key], message: `"${o[key]}" is a system directory; pick a directory of its own` });
+    }
+    if (isInside(o.sshKey, o.boxMount) || isInside(o.config, o.boxMount)) {
+      ctx.addIssue({ code: 'custom', path: ['sshKey'], message: 'the ssh key and config must live on this machine, not on the box mount' });
+    }
+  });
+
+export type InitAnswers = z.output<typeof initAnswersSchema>;
+export type RawAnswers = z.input<typeof initAnswersSchema>;
+
+export interface InitFlags {
+  force: boolean;
+  dryRun: boolean;
+  verbose: boolean;
+  yes: boolean;
+}
+
+/** Resolved options: every answer validated (size in bytes), plus the behaviour flags. */
+export type InitOptions = InitAnswers & InitFlags;

@@ -1,0 +1,69 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { HbsError, EXIT } from '../core/errors.js';
+import { formatIssues } from './validate.js';
+
+export const CONFIG_VERSION = 1;
+
+/** What `hbs init` records, and every later command reads. Written with mode 0600. */
+export const configSchema = z.object({
+  version: z.literal(CONFIG_VERSION),
+  box: z.object({
+    user: z.string().min(1),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535),
+    /** Directory on the box that is mounted; "" is the account's home directory. */
+    remotePath: z.string(),
+  }),
+  ssh: z.object({
+    key: z.string().min(1),
+    knownHosts: z.string().min(1),
+    hostKeyFingerprint: z.string().regex(/^SHA256:/),
+  }),
+  boxMount: z.string().min(1),
+  image: z.object({
+    name: z.string().min(1),
+    sizeBytes: z.number().int().positive(),
+    uuid: z.uuid(),
+    label: z.string(),
+  }),
+  filesystem: z.object({
+    mountPoint: z.string().min(1),
+    mountOptions: z.array(z.string()),
+  }),
+  /** The fstab hbs manages a block in, or null with --no-fstab. */
+  fstab: z.string().nullable(),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/** The image's path on this machine, under the box mount. */
+export function imagePath(c: Pick<Config, 'boxMount' | 'image'>): string {
+  return `${c.boxMount}/${c.image.name}`;
+}
+
+export function serializeConfig(c: Config): string {
+  return JSON.stringify(c, null, 2) + '\n';
+}
+
+/** Reads a config; undefined when the file does not exist. Invalid content is an error naming each field. */
+export async function readConfig(path: string): Promise<Config | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new HbsError(`config ${path} is not valid JSON`, EXIT.usage, 'fix or remove it, then re-run');
+  }
+  const r = configSchema.safeParse(data);
+  if (!r.success) {
+    throw new HbsError(`config ${path} is invalid:\n${formatIssues(r.error).map((l) => '  ' + l).join('\n')}`, EXIT.usage);
+  }
+  return r.data;
+}

@@ -1,0 +1,51 @@
+import { sshTarget } from './host-keys.js';
+import type { Runner } from '../core/runner.js';
+
+/** Everything needed to reach the box with hbs's own key and pinned host key. */
+export interface BoxConn {
+  user: string;
+  host: string;
+  port: number;
+  remotePath: string;
+  key: string;
+  knownHosts: string;
+}
+
+/**
+ * ssh options every connection uses: only our key, only our pinned host key, and keepalives so a
+ * dead link becomes an error after ~45 s instead of a hang.
+ */
+export function sshOptionPairs(c: BoxConn, opts: { batch: boolean }): string[] {
+  return [
+    `IdentityFile=${c.key}`,
+    'IdentitiesOnly=yes',
+    `UserKnownHostsFile=${c.knownHosts}`,
+    'GlobalKnownHostsFile=/dev/null',
+    'StrictHostKeyChecking=yes',
+    'ServerAliveInterval=15',
+    'ServerAliveCountMax=3',
+    ...(opts.batch ? ['BatchMode=yes'] : []),
+  ];
+}
+
+/** sshfs mount options for the box (also the option field of its fstab line, plus fstab-only flags). */
+export function sshfsMountOptions(c: BoxConn): string[] {
+  return ['reconnect', `port=${c.port}`, ...sshOptionPairs(c, { batch: true })];
+}
+
+/** `user@host:path` as sshfs takes it; an empty path is the account's home directory. */
+export function sshfsSource(c: Pick<BoxConn, 'user' | 'host' | 'remotePath'>): string {
+  return `${sshTarget(c.user, c.host)}:${c.remotePath}`;
+}
+
+/**
+ * Whether key login works, over SFTP (port 22 of a real box offers no shell). Read-only: it runs
+ * `pwd` in an sftp batch.
+ */
+export async function keyLoginWorks(runner: Runner, c: BoxConn): Promise<{ ok: boolean; stderr: string }> {
+  const argv = ['sftp', '-q', '-b', '-', '-P', String(c.port), '-o', 'ConnectTimeout=20'];
+  for (const o of sshOptionPairs(c, { batch: true })) argv.push('-o', o);
+  argv.push(sshTarget(c.user, c.host));
+  const r = await runner.run({ argv, stdin: 'pwd\n', write: false, allowFail: true, timeoutMs: 60_000 });
+  return { ok: r.exitCode === 0, stderr: r.stderr.trim() };
+}

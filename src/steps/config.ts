@@ -1,0 +1,44 @@
+import { dirname } from 'node:path';
+import { CONFIG_VERSION, serializeConfig, type Config } from '../lib/config.js';
+import type { Step } from '../core/plan.js';
+import { FS_LABEL } from './mkfs.js';
+import { knownHostsPath, type InitContext } from '../init/context.js';
+
+export function buildConfig(ctx: InitContext): Config {
+  const o = ctx.opts;
+  const uuid = ctx.state.image.uuid;
+  const fingerprint = ctx.state.hostKey?.fingerprint;
+  if (!uuid || !fingerprint) throw new Error('config built before the image and host key are known');
+  return {
+    version: CONFIG_VERSION,
+    box: { user: o.user, host: o.host, port: o.port, remotePath: o.remotePath },
+    ssh: { key: o.sshKey, knownHosts: knownHostsPath(o.config), hostKeyFingerprint: fingerprint },
+    boxMount: o.boxMount,
+    image: {
+      name: o.image,
+      // A re-run keeps the recorded size: growing is `hbs grow`'s job, never init's.
+      sizeBytes: ctx.state.existingConfig?.image.uuid === uuid ? ctx.state.existingConfig.image.sizeBytes : o.size,
+      uuid,
+      label: ctx.state.existingConfig?.image.uuid === uuid ? ctx.state.existingConfig.image.label : FS_LABEL,
+    },
+    filesystem: { mountPoint: o.mountPoint, mountOptions: ctx.state.mountOptions },
+    fstab: o.fstab,
+  };
+}
+
+/** Written right after mkfs, so an interrupted run is recognised (and resumed) by the next one. */
+export const configStep: Step<InitContext> = {
+  id: 'config',
+  title: 'Write the config',
+  check(ctx) {
+    const prior = ctx.state.existingConfig;
+    const same = prior !== undefined && serializeConfig(prior) === serializeConfig(buildConfig(ctx));
+    return Promise.resolve(same ? { done: true, detail: `${ctx.opts.config} is up to date` } : { done: false });
+  },
+  plan(ctx) {
+    return Promise.resolve([
+      { kind: 'mkdir', path: dirname(ctx.opts.config), mode: 0o700 },
+      { kind: 'write', path: ctx.opts.config, content: serializeConfig(buildConfig(ctx)), mode: 0o600 },
+    ]);
+  },
+};

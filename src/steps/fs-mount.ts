@@ -1,0 +1,34 @@
+import { EXIT, HbsError } from '../core/errors.js';
+import type { Action, Step } from '../core/plan.js';
+import { dirExists, isEmptyOrMissing, loopBackingFile, mountAt } from '../lib/mounts.js';
+import { imagePathOf, type InitContext } from '../init/context.js';
+
+export function mountArgv(image: string, mountPoint: string, mountOptions: readonly string[]): string[] {
+  return ['mount', '-t', 'ext4', '-o', ['loop', ...mountOptions].join(','), image, mountPoint];
+}
+
+export const fsMountStep: Step<InitContext> = {
+  id: 'fs-mount',
+  title: 'Mount the filesystem',
+  async check(ctx) {
+    const mp = ctx.opts.mountPoint;
+    const image = imagePathOf(ctx.opts);
+    const m = await mountAt(ctx.runner, mp);
+    if (m) {
+      const backing = m.source.startsWith('/dev/loop') ? await loopBackingFile(ctx.runner, m.source) : undefined;
+      if (backing === image) return { done: true, detail: `${image} is mounted at ${mp} (${m.source})` };
+      throw new HbsError(`${mp} already has ${backing ?? m.source} (${m.fstype}) mounted, not ${image}`, EXIT.usage, 'choose another --mount-point');
+    }
+    if (!(await isEmptyOrMissing(mp))) {
+      throw new HbsError(`mount point ${mp} is a directory with files in it; hbs will not mount over them`, EXIT.usage, 'choose an empty or new directory for --mount-point');
+    }
+    return { done: false };
+  },
+  async plan(ctx) {
+    const mp = ctx.opts.mountPoint;
+    const actions: Action[] = [];
+    if (!(await dirExists(mp))) actions.push({ kind: 'mkdir', path: mp, mode: 0o755 });
+    actions.push({ kind: 'run', cmd: { argv: mountArgv(imagePathOf(ctx.opts), mp, ctx.state.mountOptions) } });
+    return actions;
+  },
+};

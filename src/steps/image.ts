@@ -1,0 +1,83 @@
+import { open } from 'node:fs/promises';
+import { EXIT, HbsError } from '../core/errors.js';
+import type { Runner } from '../core/runner.js';
+import type { Step } from '../core/plan.js';
+import { imagePath } from '../lib/config.js';
+import { formatSize } from '../lib/size.js';
+import { imagePathOf, type InitContext } from '../init/context.js';
+
+export interface FileFacts {
+  sizeBytes: number;
+  allocatedBytes: number;
+}
+
+/** Size and allocated bytes of a file, or undefined when there is none. Read-only. */
+export async function statFile(runner: Runner, path: string): Promise<FileFacts | undefined> {
+  const r = await runner.run({ argv: ['stat', '--format=%s %b %B', path], write: false, allowFail: true });
+  if (r.exitCode !== 0) return undefined;
+  const [size = NaN, blocks = NaN, unit = NaN] = r.stdout.trim().split(/\s+/).map(Number);
+  return { sizeBytes: size, allocatedBytes: blocks * unit };
+}
+
+/** What blkid recognises in a file or device (TYPE, UUID, LABEL…); {} when nothing. Read-only. */
+export async function probeSignature(runner: Runner, path: string): Promise<Record<string, string>> {
+  const r = await runner.run({ argv: ['blkid', '--probe', '--output', 'export', path], write: false, allowFail: true });
+  const out: Record<string, string> = {};
+  if (r.exitCode !== 0) return out;
+  for (const line of r.stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
+}
+
+/** Creates `path` only if nothing is there (O_EXCL): an existing file is never opened for writing. */
+export async function createExclusive(path: string): Promise<void> {
+  const fh = await open(path, 'wx', 0o600);
+  await fh.close();
+}
+
+/**
+ * The sparse image file on the box. An existing file is used only when it is the image this config
+ * recorded (same ext4 UUID); any other file is left exactly as it is.
+ */
+export const imageStep: Step<InitContext> = {
+  id: 'image',
+  title: 'Sparse image file on the box',
+  async check(ctx) {
+    const path = imagePathOf(ctx.opts);
+    if (ctx.state.simulated.has('box-mount')) return { done: false, detail: 'the box is not mounted yet' };
+    const facts = await statFile(ctx.runner, path);
+    if (!facts) return { done: false };
+    const sig = await probeSignature(ctx.runner, path);
+    const prior = ctx.state.existingConfig;
+    if (prior && imagePath(prior) === path && sig.TYPE === 'ext4' && sig.UUID === prior.image.uuid) {
+      ctx.state.image.uuid = prior.image.uuid;
+      ctx.state.mountOptions = [...prior.filesystem.mountOptions];
+      return {
+        done: true,
+        detail: `${path} is the image recorded in ${ctx.opts.config} (${formatSize(facts.sizeBytes)}, UUID ${prior.image.uuid})`,
+      };
+    }
+    const what = sig.TYPE ? `${sig.TYPE}${sig.UUID ? `, UUID ${sig.UUID}` : ''}` : 'no filesystem recognised';
+    throw new HbsError(
+      `${path} already exists on the box (${formatSize(facts.sizeBytes)}, ${what}) and is not the image recorded in ${ctx.opts.config}; hbs left it untouched`,
+      EXIT.failed,
+      'choose another --image name, or move that file away yourself if you are sure it is not needed',
+    );
+  },
+  plan(ctx) {
+    const path = imagePathOf(ctx.opts);
+    const size = String(ctx.opts.size);
+    ctx.state.image.created = true;
+    return Promise.resolve([
+      {
+        kind: 'task',
+        describe: [`create ${path} (only if nothing is there: O_CREAT|O_EXCL, mode 0600)`],
+        run: () => createExclusive(path),
+      },
+      // `>` makes truncate only ever grow a file: even a wrong size can never cut the image.
+      { kind: 'run', cmd: { argv: ['truncate', `--size=>${size}`, path] } },
+    ]);
+  },
+};

@@ -1,0 +1,54 @@
+import { EXIT, HbsError } from '../core/errors.js';
+import type { Runner } from '../core/runner.js';
+import type { Step } from '../core/plan.js';
+import { imagePathOf, type InitContext } from '../init/context.js';
+
+export const FS_LABEL = 'hbs-backup';
+
+/** e2fsprogs version as [major, minor, patch], from `mke2fs -V`. Read-only. */
+export async function e2fsprogsVersion(runner: Runner): Promise<[number, number, number]> {
+  const r = await runner.run({ argv: ['mke2fs', '-V'], write: false, allowFail: true });
+  const m = /mke2fs (\d+)\.(\d+)(?:\.(\d+))?/.exec(r.stderr + r.stdout);
+  if (!m) throw new HbsError('cannot tell the e2fsprogs version (`mke2fs -V`)', EXIT.preflight, 'install e2fsprogs');
+  return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
+}
+
+/**
+ * How to format with the fewest bytes written to the box. A fresh sparse file reads as zeros, so
+ * e2fsprogs ≥ 1.47 may skip zeroing inode tables and journal; older ones defer it (lazy init) and
+ * the mount must then not start the background zeroing (noinit_itable).
+ */
+export function mkfsTuning(version: readonly number[]): { extended: string[]; mountOptions: string[] } {
+  const [major = 0, minor = 0] = version;
+  if (major > 1 || (major === 1 && minor >= 47)) {
+    return { extended: ['assume_storage_prezeroed=1', 'nodiscard'], mountOptions: [] };
+  }
+  return { extended: ['lazy_itable_init=1', 'lazy_journal_init=1', 'nodiscard'], mountOptions: ['noinit_itable'] };
+}
+
+export const mkfsStep: Step<InitContext> = {
+  id: 'mkfs',
+  title: 'ext4 filesystem in the image',
+  check(ctx) {
+    const uuid = ctx.state.image.uuid;
+    return Promise.resolve(uuid ? { done: true, detail: `already ext4, UUID ${uuid}` } : { done: false });
+  },
+  async plan(ctx) {
+    // Only a file this run created may be formatted; anything else was refused by the image step.
+    if (!ctx.state.image.created) throw new Error('refusing to format an image this run did not create');
+    const tuning = mkfsTuning(await e2fsprogsVersion(ctx.runner));
+    ctx.state.mkfsExtended = tuning.extended;
+    ctx.state.mountOptions = ['noatime', ...tuning.mountOptions];
+    const uuid = ctx.deps.uuid();
+    ctx.state.image.uuid = uuid;
+    return [
+      {
+        kind: 'run',
+        cmd: {
+          argv: ['mkfs.ext4', '-q', '-L', FS_LABEL, '-U', uuid, '-m', '0', '-E', tuning.extended.join(','), imagePathOf(ctx.opts)],
+          timeoutMs: 30 * 60_000,
+        },
+      },
+    ];
+  },
+};
