@@ -12,14 +12,23 @@ export interface BoxConn {
 }
 
 /**
+ * A value as ssh's config parser reads it: white space separates words (UserKnownHostsFile takes
+ * several files), so a path with a space must be in double quotes. Paths with `"` are refused by
+ * validation.
+ */
+export function sshConfigValue(value: string): string {
+  return /\s/.test(value) ? `"${value}"` : value;
+}
+
+/**
  * ssh options every connection uses: only our key, only our pinned host key, and keepalives so a
  * dead link becomes an error after ~45 s instead of a hang.
  */
 export function sshOptionPairs(c: BoxConn, opts: { batch: boolean }): string[] {
   return [
-    `IdentityFile=${c.key}`,
+    `IdentityFile=${sshConfigValue(c.key)}`,
     'IdentitiesOnly=yes',
-    `UserKnownHostsFile=${c.knownHosts}`,
+    `UserKnownHostsFile=${sshConfigValue(c.knownHosts)}`,
     'GlobalKnownHostsFile=/dev/null',
     'StrictHostKeyChecking=yes',
     'ServerAliveInterval=15',

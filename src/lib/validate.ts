@@ -85,7 +85,7 @@ export function localPathSchema(what: string, optionSafe = false) {
     };
     if (!isAbsolute(v)) return bad('must be an absolute path');
     if (CONTROL_RE.test(v)) return bad('must not contain control characters');
-    if (optionSafe && v.includes(',')) return bad('must not contain a comma (it goes into mount options)');
+    if (optionSafe && /[,"]/.test(v)) return bad('must not contain a comma or a double quote (it goes into ssh and mount options)');
     const n = normalize(v);
     return n.length > 1 && n.endsWith(sep) ? n.slice(0, -1) : n;
   });

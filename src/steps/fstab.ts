@@ -13,7 +13,14 @@ export function fstabEntries(ctx: InitContext): FstabEntry[] {
   const o = ctx.opts;
   const c = boxConn(o);
   return [
-    { source: sshfsSource(c), target: o.boxMount, fstype: 'fuse.sshfs', options: ['_netdev', 'nofail', 'noatime', ...sshfsMountOptions(c)] },
+    // `sshfs#…` with type fuse goes through mount.fuse3, which understands nofail and _netdev;
+    // type fuse.sshfs would run sshfs directly, and sshfs 3.7 rejects `-o nofail` (measured).
+    {
+      source: `sshfs#${sshfsSource(c)}`,
+      target: o.boxMount,
+      fstype: 'fuse',
+      options: ['_netdev', 'nofail', 'noatime', ...sshfsMountOptions(c)],
+    },
     {
       source: imagePathOf(o),
       target: o.mountPoint,
@@ -32,7 +39,9 @@ interface VerifyCounts {
 /** `findmnt --verify` on a file: its counts of parse errors and errors, and what it said. Read-only. */
 export async function verifyTab(runner: Runner, file: string): Promise<VerifyCounts> {
   const r = await runner.run({ argv: ['findmnt', '--verify', '--tab-file', file], write: false, allowFail: true });
-  const m = /(\d+) parse errors?, (\d+) errors?/.exec(r.stderr + r.stdout);
+  const text = r.stderr + r.stdout;
+  if (r.exitCode === 0 && /Success, no errors/.test(text)) return { parse: 0, errors: 0, report: r.stdout.trim() };
+  const m = /(\d+) parse errors?, (\d+) errors?/.exec(text);
   if (!m) throw new Error(`unexpected findmnt --verify output: ${(r.stderr + r.stdout).trim()}`);
   return { parse: Number(m[1]), errors: Number(m[2]), report: r.stdout.trim() };
 }

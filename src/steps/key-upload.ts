@@ -14,7 +14,6 @@ export function passwordMountArgv(c: BoxConn, dir: string): string[] {
     'password_stdin',
     `port=${c.port}`,
     'PubkeyAuthentication=no',
-    'PreferredAuthentications=password,keyboard-interactive',
     'NumberOfPasswordPrompts=1',
     ...sshOptionPairs(c, { batch: false }).filter((o) => !o.startsWith('IdentityFile=') && o !== 'IdentitiesOnly=yes'),
   ];

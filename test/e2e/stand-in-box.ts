@@ -1,0 +1,118 @@
+/**
+ * A real OpenSSH server on 127.0.0.1 as a stand-in Storage Box: an unprivileged account with a
+ * password (so chown fails there, as on a real box), SFTP, its own host key, a free port.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { fingerprintOf } from '../../src/lib/host-keys.js';
+
+export interface StandInBox {
+  user: string;
+  password: string;
+  host: string;
+  port: number;
+  home: string;
+  hostKeyFingerprint: string;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/** A password full of shell characters: whoever puts it in a shell string breaks. */
+export function nastyPassword(): string {
+  return `p a$s'"\`;&|<>(){}*?!#~\\ ${randomBytes(6).toString('base64url')}`;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, sshd: ChildProcess, logFile: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (sshd.exitCode !== null) throw new Error(`sshd exited: ${await readFile(logFile, 'utf8').catch(() => '')}`);
+    const r = await execa('ssh-keyscan', ['-T', '2', '-p', String(port), '127.0.0.1'], { reject: false });
+    if (r.stdout.includes('ssh-')) return;
+    await new Promise((r2) => setTimeout(r2, 100));
+  }
+  throw new Error('sshd did not start listening');
+}
+
+/** What a test needs to run as root with real sshd, FUSE and loop devices; a reason to skip otherwise. */
+export async function e2eUnavailable(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'needs root (mounts, loop devices, useradd)';
+  for (const tool of ['/usr/sbin/sshd', '/usr/bin/sshfs', '/usr/sbin/useradd']) {
+    if ((await execa('test', ['-x', tool], { reject: false })).exitCode !== 0) return `needs ${tool}`;
+  }
+  if ((await execa('test', ['-c', '/dev/fuse'], { reject: false })).exitCode !== 0) return 'needs /dev/fuse';
+  if ((await execa('losetup', ['-f'], { reject: false })).exitCode !== 0) return 'needs loop devices';
+  return undefined;
+}
+
+export async function startBox(opts: { password?: string } = {}): Promise<StandInBox> {
+  const dir = await mkdtemp(join(tmpdir(), 'hbs-box-'));
+  const user = `u8${randomInt(1_000_000, 9_999_999)}`;
+  const password = opts.password ?? nastyPassword();
+  await execa('useradd', ['--create-home', '--shell', '/bin/sh', user]);
+  let sshd: ChildProcess | undefined;
+  const stop = async (): Promise<void> => {
+    if (sshd && sshd.exitCode === null) {
+      sshd.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Sessions are separate processes owned by the account: end them too.
+    await execa('pkill', ['-KILL', '-u', user], { reject: false });
+    await new Promise((r) => setTimeout(r, 100));
+    await execa('userdel', ['--remove', user], { reject: false });
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await execa('chpasswd', [], { input: `${user}:${password}\n` });
+    const home = (await execa('getent', ['passwd', user])).stdout.split(':')[5] ?? `/home/${user}`;
+    await execa('chmod', ['0750', home]);
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
+    const pub = (await readFile(join(dir, 'host_key.pub'), 'utf8')).trim().split(/\s+/)[1] ?? '';
+    const port = await freePort();
+    const config = join(dir, 'sshd_config');
+    await writeFile(
+      config,
+      [
+        `Port ${port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${join(dir, 'host_key')}`,
+        `PidFile ${join(dir, 'sshd.pid')}`,
+        'PasswordAuthentication yes',
+        'KbdInteractiveAuthentication no',
+        'PubkeyAuthentication yes',
+        'AuthorizedKeysFile .ssh/authorized_keys',
+        'UsePAM no',
+        'PermitRootLogin no',
+        `AllowUsers ${user}`,
+        'StrictModes yes',
+        'MaxStartups 50',
+        'Subsystem sftp internal-sftp',
+        '',
+      ].join('\n'),
+    );
+    await execa('mkdir', ['-p', '-m', '0755', '/run/sshd']);
+    const logFile = join(dir, 'sshd.log');
+    sshd = spawn('/usr/sbin/sshd', ['-D', '-f', config, '-E', logFile], { stdio: 'ignore' });
+    await waitForPort(port, sshd, logFile);
+    return { user, password, host: '127.0.0.1', port, home, hostKeyFingerprint: fingerprintOf(pub), dir, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
