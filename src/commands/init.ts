@@ -2,7 +2,7 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { AbortError, EXIT, HbsError, PreflightError, UsageError } from '../core/errors.js';
+import { AbortError, PreflightError, UsageError } from '../core/errors.js';
 import { DryRunRunner } from '../core/dry-run-runner.js';
 import { RealRunner } from '../core/real-runner.js';
 import type { Runner } from '../core/runner.js';

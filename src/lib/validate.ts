@@ -8,6 +8,7 @@ export const USER_RE = /^u\d{1,10}(-sub\d{1,6})?$/;
 const HOST_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
 const HOSTNAME_RE = new RegExp(`^${HOST_LABEL}(?:\\.${HOST_LABEL})*\\.?$`);
 export const FINGERPRINT_RE = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it looks for
 const CONTROL_RE = /[\x00-\x1f\x7f]/;
 /** Directories a mount point must never be. */
 const SYSTEM_DIRS = new Set(['/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib64', '/proc', '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/var']);

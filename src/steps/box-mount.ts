@@ -10,8 +10,8 @@ export function sshfsArgv(c: BoxConn, target: string): string[] {
   return ['sshfs', '-o', sshfsMountOptions(c).join(','), sshfsSource(c), target];
 }
 
-/** Whether `target` is the sshfs mount of exactly this box and path. */
-export async function isBoxMounted(runner: Runner, c: BoxConn, target: string): Promise<'yes' | 'no' | string> {
+/** 'yes' when `target` is the sshfs mount of exactly this box and path, 'no' when nothing is mounted, else what is. */
+export async function isBoxMounted(runner: Runner, c: BoxConn, target: string): Promise<string> {
   const m = await mountAt(runner, target);
   if (!m) return 'no';
   if (m.fstype === 'fuse.sshfs' && m.source === sshfsSource(c)) return 'yes';

@@ -1,7 +1,7 @@
 import { chmod, mkdir, open, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EXIT, HbsError, UsageError } from '../core/errors.js';
-import type { Step } from '../core/plan.js';
+import type { Action, Step } from '../core/plan.js';
 import { mergeAuthorizedKeys, parseOpenSshPublicKey } from '../lib/rfc4716.js';
 import { keyLoginWorks, sshOptionPairs, sshfsSource, type BoxConn } from '../lib/ssh.js';
 import { sshTarget } from '../lib/host-keys.js';
@@ -71,7 +71,7 @@ export const keyUploadStep: Step<InitContext> = {
     if (r.ok) return { done: true, detail: `${c.user}@${c.host} accepts ${c.sshKey}` };
     return { done: false };
   },
-  async plan(ctx) {
+  plan(ctx) {
     const conn = boxConn(ctx.opts);
     const password = ctx.password;
     if (password === undefined && !ctx.runner.dryRun) {
@@ -85,7 +85,7 @@ export const keyUploadStep: Step<InitContext> = {
       `add ${conn.key}.pub to .ssh/authorized_keys in RFC4716 and OpenSSH formats (keeping every line there; .ssh 0700, file 0600)`,
       'unmount the temporary mount',
     ];
-    return [
+    return Promise.resolve<Action[]>([
       {
         kind: 'task',
         describe,
@@ -126,6 +126,6 @@ export const keyUploadStep: Step<InitContext> = {
           }
         },
       },
-    ];
+    ]);
   },
 };

@@ -14,7 +14,7 @@ export class TerminalReporter implements Reporter {
   constructor(opts: { spinners: boolean; stream?: NodeJS.WriteStream }) {
     const stream = opts.stream ?? process.stdout;
     const colour = Boolean(stream.isTTY) && !('NO_COLOR' in process.env) ? chalk.level || 1 : 0;
-    this.c = new Chalk({ level: colour as 0 | 1 | 2 | 3 });
+    this.c = new Chalk({ level: colour });
     this.spin = opts.spinners && Boolean(stream.isTTY) && !process.env.CI;
   }
 

@@ -1,6 +1,7 @@
 /**
- * A real OpenSSH server on 127.0.0.1 as a stand-in Storage Box: an unprivileged account with a
- * password (so chown fails there, as on a real box), SFTP, its own host key, a free port.
+ * A real OpenSSH server on 127.0.0.1 as a stand-in Storage Box, for the end-to-end tests and `npm run
+ * demo`: an unprivileged account with a password (so chown fails there, as on a real box), SFTP, its
+ * own host key, a free port. Not used by the CLI itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -9,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { fingerprintOf } from '../../src/lib/host-keys.js';
+import { fingerprintOf } from '../lib/host-keys.js';
 
 export interface StandInBox {
   user: string;
@@ -52,6 +53,13 @@ async function waitForPort(port: number, sshd: ChildProcess, logFile: string): P
 
 /** What a test needs to run as root with real sshd, FUSE and loop devices; a reason to skip otherwise. */
 export async function e2eUnavailable(): Promise<string | undefined> {
+  const reason = await missingForE2e();
+  // CI must run every test: there a missing piece is a failure, never a silent skip.
+  if (reason && process.env.CI) throw new Error(`end-to-end tests cannot run in CI: ${reason}`);
+  return reason;
+}
+
+async function missingForE2e(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'needs root (mounts, loop devices, useradd)';
   for (const tool of ['/usr/sbin/sshd', '/usr/bin/sshfs', '/usr/sbin/useradd']) {
     if ((await execa('test', ['-x', tool], { reject: false })).exitCode !== 0) return `needs ${tool}`;
