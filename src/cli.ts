@@ -14,6 +14,8 @@ async function main(argv: string[]): Promise<number> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
   let pending: Promise<void> | undefined;
+  /** Set by commands whose result is an exit code (status). */
+  let resultCode: number = EXIT.ok;
 
   program
     .command('init')
@@ -32,6 +34,8 @@ async function main(argv: string[]): Promise<number> {
     .option('--fstab <path>', 'fstab to add the mount lines to (default: /etc/fstab)')
     .option('--no-fstab', 'do not touch any fstab')
     .addOption(new Option('--force', 'allow an image larger than the free space on the box'))
+    .option('--adopt', 'use an ext4 image already on the box as it is (a reinstalled server): no mkfs')
+    .option('--force-format', 'erase an existing image and format it anew (asks to type its name; never with --yes)')
     .option('-y, --yes', 'never ask; fail listing what is missing')
     .option('-n, --dry-run', 'print every change that would be made; make none')
     .option('-v, --verbose', 'show each command as it runs (secrets redacted)')
@@ -53,10 +57,66 @@ async function main(argv: string[]): Promise<number> {
       })();
     });
 
+  // --- hbs mount / umount / status -------------------------------------------------------------
+  const lifecycleIo = async (opts: { verbose?: boolean; dryRun?: boolean; json?: boolean }) => {
+    const { TerminalReporter } = await import('./ui/terminal-reporter.js');
+    const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+    return {
+      reporter: new TerminalReporter({ spinners: !opts.verbose && !opts.dryRun && !opts.json }),
+      prompter: interactive ? async () => (await import('./init/prompter.js')).inquirerPrompter() : undefined,
+    };
+  };
+  const globalConfig = (): string => program.opts<{ config: string }>().config;
+
+  program
+    .command('mount')
+    .description('bring the stack up after a reboot or a dropped link: box (sshfs) → image (loop) → ext4')
+    .option('--steal-lock', 'take over the lock of another machine (asks first; with --yes it does not)')
+    .option('-y, --yes', 'never ask')
+    .option('-n, --dry-run', 'print every change that would be made; make none')
+    .option('-v, --verbose', 'show each command as it runs')
+    .action(async (opts: { stealLock?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean }) => {
+      const { mountCommand } = await import('./commands/lifecycle.js');
+      await mountCommand({ ...opts, config: globalConfig() }, await lifecycleIo(opts));
+    });
+
+  program
+    .command('umount')
+    .alias('unmount')
+    .description('take the stack down top to bottom: sync, unmount ext4, detach the loop device, unmount the box')
+    .option(
+      '--force',
+      'if the filesystem is busy, detach it lazily: it vanishes from the tree but stays in use (and the box stays mounted) until its users let go',
+    )
+    .option('-n, --dry-run', 'print every change that would be made; make none')
+    .option('-v, --verbose', 'show each command as it runs')
+    .action(async (opts: { force?: boolean; dryRun?: boolean; verbose?: boolean }) => {
+      const { umountCommand } = await import('./commands/lifecycle.js');
+      await umountCommand({ ...opts, config: globalConfig() }, await lifecycleIo(opts));
+    });
+
+  program
+    .command('status')
+    .description('show each layer; exit 0 when all is healthy, 1 when any layer is down or degraded')
+    .option('--json', 'print one JSON document (keys documented in the README)')
+    .option('-v, --verbose', 'show each command as it runs')
+    .action(async (opts: { json?: boolean; verbose?: boolean }) => {
+      const [{ statusCommand }, { renderStatus }, { MemoryReporter }] = await Promise.all([
+        import('./commands/lifecycle.js'),
+        import('./ui/status-view.js'),
+        import('./ui/reporter.js'),
+      ]);
+      const io = opts.json ? { reporter: new MemoryReporter() } : await lifecycleIo(opts);
+      const report = await statusCommand({ ...opts, config: globalConfig() }, io);
+      console.log(opts.json ? JSON.stringify(report, null, 2) : renderStatus(report, Boolean(process.stdout.isTTY) && !('NO_COLOR' in process.env)));
+      resultCode = report.healthy ? EXIT.ok : EXIT.failed;
+    });
+  // --- end mount / umount / status ---------------------------------------------------------------
+
   try {
     await program.parseAsync(argv);
     await pending;
-    return EXIT.ok;
+    return resultCode;
   } catch (err) {
     return report(err);
   }

@@ -10,6 +10,7 @@ import { knownHostsName, pinKey, type HostKey } from '../lib/host-keys.js';
 import { keyLoginWorks } from '../lib/ssh.js';
 import { fileExists } from '../lib/fs-util.js';
 import { formatSize } from '../lib/size.js';
+import { MIN_IMAGE_BYTES } from '../lib/validate.js';
 import { checkGiven, completeAnswers, type GivenAnswers } from '../init/answers.js';
 import { boxConn, imagePathOf, knownHostsPath, newState, type Deps, type InitContext } from '../init/context.js';
 import type { InitOptions } from '../init/options.js';
@@ -17,6 +18,8 @@ import { describeMissing, packagesFor, preflight } from '../init/preflight.js';
 import type { Prompter } from '../init/prompter.js';
 import { runSteps } from '../init/run-init.js';
 import { readPinned, scanHostKeys } from '../steps/host-key.js';
+import { ExistingImageError } from '../steps/image.js';
+import { readMachineId } from '../lifecycle/context.js';
 import type { Reporter } from '../ui/reporter.js';
 
 /** Raw flags as commander hands them over. */
@@ -35,6 +38,8 @@ export interface InitCliFlags {
   fstab?: string | false;
   config?: string;
   force?: boolean;
+  adopt?: boolean;
+  forceFormat?: boolean;
   yes?: boolean;
   dryRun?: boolean;
   verbose?: boolean;
@@ -57,6 +62,7 @@ export function defaultDeps(): Deps {
     uuid: () => randomUUID(),
     now: () => new Date(),
     hostname: () => hostname(),
+    machineId: readMachineId,
     mkTempDir: (prefix) => mkdtemp(join(tmpdir(), prefix)),
   };
 }
@@ -69,7 +75,8 @@ function given(flags: InitCliFlags): GivenAnswers {
     port: flags.port,
     remotePath: flags.remotePath,
     image: flags.image,
-    size: flags.size,
+    // With --adopt the size is the adopted image's own; the placeholder is never used to create one.
+    size: flags.size ?? (flags.adopt ? String(MIN_IMAGE_BYTES) : undefined),
     boxMount: flags.boxMount,
     mountPoint: flags.mountPoint,
     // Files may be given relative to the current directory; mount points must be absolute.
@@ -151,7 +158,20 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
 
   await ensurePreflight(real, io, prompter, !dryRun);
   const a = await completeAnswers(answers, prompter);
-  const opts: InitOptions = { ...a, force: Boolean(flags.force), dryRun, verbose: Boolean(flags.verbose), yes: Boolean(flags.yes) };
+  const opts: InitOptions = {
+    ...a,
+    force: Boolean(flags.force),
+    dryRun,
+    verbose: Boolean(flags.verbose),
+    yes: Boolean(flags.yes),
+    adopt: Boolean(flags.adopt),
+    forceFormat: Boolean(flags.forceFormat),
+    formatConfirmed: false,
+    sizeGiven: flags.size !== undefined,
+  };
+  if (opts.forceFormat && !prompter) {
+    throw new UsageError('--force-format erases an existing image: it needs its name typed at a prompt, which --yes or a missing terminal cannot do');
+  }
 
   let password = await readPassword(flags, io);
   if (password) real.addSecret(password);
@@ -170,8 +190,34 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
 
   const ctx: InitContext = { opts, runner, reporter: io.reporter, deps, password, state: newState() };
   if (dryRun) io.reporter.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');
-  await runSteps(ctx);
+  try {
+    await runSteps(ctx);
+  } catch (err) {
+    if (!(err instanceof ExistingImageError) || !prompter || dryRun) throw err;
+    if (!(await decideOnExistingImage(err, opts, prompter))) throw err;
+    // Finished steps are skipped on the second pass; only the image and what follows run.
+    ctx.state = newState();
+    await runSteps(ctx);
+  }
   summary(ctx);
+}
+
+/** Asks what to do with an image that is already on the box; true to go on (adopt or erase). */
+async function decideOnExistingImage(err: ExistingImageError, opts: InitOptions, prompter: Prompter): Promise<boolean> {
+  const name = opts.image;
+  if (opts.forceFormat) {
+    const typed = await prompter.input({ message: `${err.message}.\nThis ERASES it. Type the image name (${name}) to format it anew, anything else to stop` });
+    if (typed !== name) throw new AbortError(`"${typed}" is not "${name}"; nothing was erased`);
+    opts.formatConfirmed = true;
+    return true;
+  }
+  if (err.kind === 'adoptable' && !opts.adopt) {
+    const ok = await prompter.confirm({ message: `${err.message}.\nAdopt it as it is (no mkfs, the data stays)?`, default: true });
+    if (!ok) throw new AbortError('not adopted; the image was left as it is');
+    opts.adopt = true;
+    return true;
+  }
+  return false;
 }
 
 function summary(ctx: InitContext): void {
@@ -183,7 +229,7 @@ function summary(ctx: InitContext): void {
   }
   r.info('');
   r.info(`The box ${o.user}@${o.host} is mounted at ${o.boxMount}.`);
-  r.info(`The image ${imagePathOf(o)} (${formatSize(ctx.state.existingConfig?.image.sizeBytes ?? o.size)}, ext4) is mounted at ${o.mountPoint}.`);
+  r.info(`The image ${imagePathOf(o)} (${formatSize(ctx.state.image.sizeBytes ?? ctx.state.existingConfig?.image.sizeBytes ?? o.size)}, ext4${ctx.state.image.adopted ? ', adopted' : ''}) is mounted at ${o.mountPoint}.`);
   r.info(`Config: ${o.config}${o.fstab ? `; fstab block in ${o.fstab}` : '; no fstab entries (--no-fstab)'}.`);
   r.info('\nBack up with owners, groups, modes, hard links, ACLs and xattrs intact:');
   r.info(`  rsync -aHAX --numeric-ids SRC/ ${o.mountPoint}/`);

@@ -12,6 +12,8 @@ export interface Deps {
   uuid(): string;
   now(): Date;
   hostname(): string;
+  /** This machine's identity for the lock on the box. */
+  machineId(): Promise<string>;
   /** A fresh private (0700) temporary directory. */
   mkTempDir(prefix: string): Promise<string>;
 }
@@ -28,6 +30,9 @@ export interface InitState {
     /** Created in this run: only such a file may be formatted. */
     created: boolean;
     uuid?: string;
+    /** Size of an adopted image (its real size, whatever --size said). */
+    sizeBytes?: number;
+    adopted?: boolean;
   };
   /** Mount options of the ext4 filesystem (noinit_itable with older e2fsprogs). */
   mountOptions: string[];

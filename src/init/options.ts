@@ -77,6 +77,14 @@ export type RawAnswers = z.input<typeof initAnswersSchema>;
 
 export interface InitFlags {
   force: boolean;
+  /** Use an ext4 image already on the box as it is (a reinstalled server): no mkfs. */
+  adopt: boolean;
+  /** Erase and re-format an existing image; only together with formatConfirmed. */
+  forceFormat: boolean;
+  /** The person typed the image name at the prompt (never implied by --yes). */
+  formatConfirmed: boolean;
+  /** Whether --size was given (with --adopt it may be left out). */
+  sizeGiven: boolean;
   dryRun: boolean;
   verbose: boolean;
   yes: boolean;

@@ -38,7 +38,7 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema>;
 
 /** The image's path on this machine, under the box mount. */
-export function imagePath(c: Pick<Config, 'boxMount' | 'image'>): string {
+export function imagePath(c: { boxMount: string; image: { name: string } }): string {
   return `${c.boxMount}/${c.image.name}`;
 }
 

@@ -6,8 +6,8 @@ import { imagePath } from '../lib/config.js';
 import { imagePathOf, type InitContext } from '../init/context.js';
 
 /** Total and free bytes of the filesystem at `path` (statvfs; on sshfs, the box's quota). Read-only. */
-export async function spaceOf(runner: Runner, path: string): Promise<{ totalBytes: number; freeBytes: number }> {
-  const r = await runner.run({ argv: ['stat', '--file-system', '--format=%S %b %a', path], write: false });
+export async function spaceOf(runner: Runner, path: string, timeoutMs?: number): Promise<{ totalBytes: number; freeBytes: number }> {
+  const r = await runner.run({ argv: ['stat', '--file-system', '--format=%S %b %a', path], write: false, timeoutMs });
   const [frag, blocks, avail] = r.stdout.trim().split(/\s+/).map(Number);
   if (frag === undefined || blocks === undefined || avail === undefined || [frag, blocks, avail].some((n) => !Number.isFinite(n))) {
     throw new Error(`cannot read the free space of ${path}: ${r.stdout.trim()}`);

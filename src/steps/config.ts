@@ -17,7 +17,7 @@ export function buildConfig(ctx: InitContext): Config {
     image: {
       name: o.image,
       // A re-run keeps the recorded size: growing is `hbs grow`'s job, never init's.
-      sizeBytes: ctx.state.existingConfig?.image.uuid === uuid ? ctx.state.existingConfig.image.sizeBytes : o.size,
+      sizeBytes: ctx.state.image.sizeBytes ?? (ctx.state.existingConfig?.image.uuid === uuid ? ctx.state.existingConfig.image.sizeBytes : o.size),
       uuid,
       label: ctx.state.existingConfig?.image.uuid === uuid ? ctx.state.existingConfig.image.label : FS_LABEL,
     },

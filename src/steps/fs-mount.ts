@@ -2,6 +2,8 @@ import { EXIT, HbsError } from '../core/errors.js';
 import type { Action, Step } from '../core/plan.js';
 import { dirExists, isEmptyOrMissing, loopBackingFile, mountAt } from '../lib/mounts.js';
 import { imagePathOf, type InitContext } from '../init/context.js';
+import { blockingLock, describeLock, lockPath, newLock, readLock, writeLock } from '../lifecycle/lock.js';
+import { LockHeldError } from '../lifecycle/errors.js';
 
 export function mountArgv(image: string, mountPoint: string, mountOptions: readonly string[]): string[] {
   return ['mount', '-t', 'ext4', '-o', ['loop', ...mountOptions].join(','), image, mountPoint];
@@ -19,6 +21,12 @@ export const fsMountStep: Step<InitContext> = {
       if (backing === image) return { done: true, detail: `${image} is mounted at ${mp} (${m.source})` };
       throw new HbsError(`${mp} already has ${backing ?? m.source} (${m.fstype}) mounted, not ${image}`, EXIT.usage, 'choose another --mount-point');
     }
+    if (!ctx.state.simulated.has('box-mount')) {
+      // Another machine may have this image mounted (a reinstalled server's twin): never mount it twice.
+      const lock = await readLock({ boxMount: ctx.opts.boxMount, image: { name: ctx.opts.image } }, await ctx.deps.machineId());
+      const blocking = blockingLock(lock, ctx.opts.config);
+      if (blocking) throw new LockHeldError(describeLock(blocking));
+    }
     if (!(await isEmptyOrMissing(mp))) {
       throw new HbsError(`mount point ${mp} is a directory with files in it; hbs will not mount over them`, EXIT.usage, 'choose an empty or new directory for --mount-point');
     }
@@ -28,6 +36,16 @@ export const fsMountStep: Step<InitContext> = {
     const mp = ctx.opts.mountPoint;
     const actions: Action[] = [];
     if (!(await dirExists(mp))) actions.push({ kind: 'mkdir', path: mp, mode: 0o755 });
+    const where = { boxMount: ctx.opts.boxMount, image: { name: ctx.opts.image } };
+    actions.push({
+      kind: 'task',
+      describe: [`write the lock ${lockPath(where)} (this machine's hostname, machine-id, pid, time)`],
+      run: async () => {
+        const lock = await readLock(where, await ctx.deps.machineId());
+        const deps = { ...ctx.deps, pid: process.pid };
+        await writeLock(where, await newLock(deps, ctx.opts.config), lock.state !== 'free');
+      },
+    });
     actions.push({ kind: 'run', cmd: { argv: mountArgv(imagePathOf(ctx.opts), mp, ctx.state.mountOptions) } });
     return actions;
   },

@@ -1,7 +1,7 @@
-import { open } from 'node:fs/promises';
-import { EXIT, HbsError } from '../core/errors.js';
+import { open, rm } from 'node:fs/promises';
+import { EXIT, HbsError, UsageError } from '../core/errors.js';
 import type { Runner } from '../core/runner.js';
-import type { Step } from '../core/plan.js';
+import type { Action, Step } from '../core/plan.js';
 import { imagePath } from '../lib/config.js';
 import { formatSize } from '../lib/size.js';
 import { imagePathOf, type InitContext } from '../init/context.js';
@@ -31,6 +31,17 @@ export async function probeSignature(runner: Runner, path: string): Promise<Reco
   return out;
 }
 
+/** An image file is already where init would create one; the command layer may offer to adopt it. */
+export class ExistingImageError extends HbsError {
+  constructor(
+    message: string,
+    readonly kind: 'adoptable' | 'foreign',
+    hint: string,
+  ) {
+    super(message, EXIT.failed, hint);
+  }
+}
+
 /** Creates `path` only if nothing is there (O_EXCL): an existing file is never opened for writing. */
 export async function createExclusive(path: string): Promise<void> {
   const fh = await open(path, 'wx', 0o600);
@@ -48,7 +59,12 @@ export const imageStep: Step<InitContext> = {
     const path = imagePathOf(ctx.opts);
     if (ctx.state.simulated.has('box-mount')) return { done: false, detail: 'the box is not mounted yet' };
     const facts = await statFile(ctx.runner, path);
-    if (!facts) return { done: false };
+    if (!facts) {
+      if (ctx.opts.adopt && !ctx.opts.sizeGiven) {
+        throw new UsageError(`--adopt: there is no image at ${path} to adopt`, 'check --image and --remote-path, or give --size to create a new one');
+      }
+      return { done: false };
+    }
     const sig = await probeSignature(ctx.runner, path);
     const prior = ctx.state.existingConfig;
     if (prior && imagePath(prior) === path && sig.TYPE === 'ext4' && sig.UUID === prior.image.uuid) {
@@ -60,17 +76,36 @@ export const imageStep: Step<InitContext> = {
       };
     }
     const what = sig.TYPE ? `${sig.TYPE}${sig.UUID ? `, UUID ${sig.UUID}` : ''}` : 'no filesystem recognised';
-    throw new HbsError(
-      `${path} already exists on the box (${formatSize(facts.sizeBytes)}, ${what}) and is not the image recorded in ${ctx.opts.config}; hbs left it untouched`,
-      EXIT.failed,
+    const found = `${path} already exists on the box (${formatSize(facts.sizeBytes)}, ${what}) and is not the image recorded in ${ctx.opts.config}`;
+    if (ctx.opts.forceFormat && ctx.opts.formatConfirmed) {
+      return { done: false, detail: `erasing ${path} as confirmed, and creating it anew` };
+    }
+    if (sig.TYPE === 'ext4' && sig.UUID) {
+      if (ctx.opts.adopt) {
+        ctx.state.image.uuid = sig.UUID;
+        ctx.state.image.sizeBytes = facts.sizeBytes;
+        ctx.state.image.adopted = true;
+        return { done: true, detail: `adopted ${path} as it is (${formatSize(facts.sizeBytes)}, ext4 UUID ${sig.UUID}); not formatted` };
+      }
+      throw new ExistingImageError(`${found}; hbs left it untouched`, 'adoptable', 're-run with --adopt to use it as it is (no mkfs, the data stays)');
+    }
+    throw new ExistingImageError(
+      `${found}; hbs left it untouched`,
+      'foreign',
       'choose another --image name, or move that file away yourself if you are sure it is not needed',
     );
   },
-  plan(ctx) {
+  async plan(ctx) {
     const path = imagePathOf(ctx.opts);
     const size = String(ctx.opts.size);
     ctx.state.image.created = true;
-    return Promise.resolve([
+    const erase: Action[] = [];
+    if (ctx.opts.forceFormat && ctx.opts.formatConfirmed && !ctx.state.simulated.has('box-mount') && (await statFile(ctx.runner, path))) {
+      // Confirmed by typing the image name: the old file goes, a fresh sparse one takes its place.
+      erase.push({ kind: 'task', describe: [`rm ${path}  (confirmed by typing its name)`], run: () => rm(path) });
+    }
+    return [
+      ...erase,
       {
         kind: 'task',
         describe: [`create ${path} (only if nothing is there: O_CREAT|O_EXCL, mode 0600)`],
@@ -78,6 +113,6 @@ export const imageStep: Step<InitContext> = {
       },
       // `>` makes truncate only ever grow a file: even a wrong size can never cut the image.
       { kind: 'run', cmd: { argv: ['truncate', `--size=>${size}`, path] } },
-    ]);
+    ];
   },
 };

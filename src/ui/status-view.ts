@@ -1,0 +1,30 @@
+import { Chalk } from 'chalk';
+import type { StatusReport } from '../lifecycle/status.js';
+import { formatSize } from '../lib/size.js';
+
+const size = (n: number | null): string => (n === null ? '?' : formatSize(n));
+
+/** One line per layer, readable at a glance. */
+export function renderStatus(r: StatusReport, colour: boolean): string {
+  const c = new Chalk({ level: colour ? 1 : 0 });
+  const mark = (ok: boolean, word: string): string => (ok ? c.green(word.padEnd(8)) : c.red(word.padEnd(8)));
+  const lines = [
+    `${'box'.padEnd(11)} ${mark(r.box.state === 'up', r.box.state)} ${r.box.detail}` +
+      (r.box.totalBytes !== null ? ` — ${size(r.box.freeBytes)} free of ${size(r.box.totalBytes)} (${size(r.box.usedBytes)} used)` : '') +
+      (r.box.state !== 'up' ? `; box ${r.box.reachable ? 'reachable' : 'NOT reachable'} over SFTP` : ''),
+    `${'image'.padEnd(11)} ${mark(r.image.exists, r.image.exists ? 'ok' : r.box.state === 'up' ? 'missing' : 'unknown')} ${r.image.path}` +
+      (r.image.exists
+        ? ` — ${size(r.image.sizeBytes)} apparent, ` +
+          (r.image.allocatedBytes === null ? 'allocated size unknown (needs ssh on port 23)' : `${size(r.image.allocatedBytes)} allocated on the box`)
+        : '') +
+      (r.image.loopDevices.length ? `; attached as ${r.image.loopDevices.join(', ')}` : ''),
+    `${'filesystem'.padEnd(11)} ${mark(r.filesystem.state === 'up', r.filesystem.state)} ${r.filesystem.detail}` +
+      (r.filesystem.sizeBytes !== null ? ` — ${size(r.filesystem.sizeBytes)}, ${size(r.filesystem.usedBytes)} used, ${size(r.filesystem.freeBytes)} free` : ''),
+    `${'fstab'.padEnd(11)} ${mark(r.fstab.state === 'ok' || r.fstab.state === 'disabled', r.fstab.state)} ${r.fstab.detail}`,
+    `${'lock'.padEnd(11)} ${mark(r.lock.state === 'ours', r.lock.state)} ` +
+      (r.lock.hostname ? `${r.lock.hostname} (pid ${r.lock.pid}) since ${r.lock.time}` : r.lock.state === 'free' ? 'no machine holds the image' : 'box not readable'),
+    '',
+    r.healthy ? c.green('healthy') : c.red('NOT healthy') + (r.filesystem.state === 'broken' || r.box.state === 'broken' ? ' — `hbs mount` repairs a broken stack' : r.filesystem.state === 'down' ? ' — `hbs mount` brings it up' : ''),
+  ];
+  return lines.join('\n');
+}
