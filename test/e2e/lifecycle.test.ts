@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
 import { hbs, teardown } from './helpers.js';
+import type { StatusReport } from '../../src/lifecycle/status.js';
 
 const skip = await e2eUnavailable();
 if (skip) console.warn(`skipping end-to-end lifecycle tests: ${skip}`);
@@ -54,9 +55,9 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
     '--host-key-fingerprint', box.hostKeyFingerprint, '--fstab', p.fstab, '--config', p.config, '--password-stdin', ...extra,
   ];
   const cfg = (p: Paths): string[] => ['--config', p.config];
-  const statusJson = async (p: Paths): Promise<{ code: number; doc: Record<string, Record<string, unknown>> & { healthy: boolean } }> => {
+  const statusJson = async (p: Paths): Promise<{ code: number; doc: StatusReport }> => {
     const r = await hbs(['status', '--json', ...cfg(p)]);
-    return { code: r.exitCode, doc: JSON.parse(r.stdout) as Record<string, Record<string, unknown>> & { healthy: boolean } };
+    return { code: r.exitCode, doc: JSON.parse(r.stdout) as StatusReport };
   };
 
   beforeAll(async () => {
@@ -90,7 +91,8 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
     expect(doc.fstab.state).toBe('ok');
     expect(doc.lock.state).toBe('ours');
     expect(doc.image.sizeBytes).toBe(2 * 1024 ** 3);
-    expect(doc.image.allocatedBytes as number).toBeLessThan(64 * 1024 * 1024);
+    expect(doc.image.allocatedBytes).not.toBeNull();
+    expect(doc.image.allocatedBytes!).toBeLessThan(64 * 1024 * 1024);
     const text = await hbs(['status', ...cfg(a)]);
     expect(text.exitCode).toBe(0);
     expect(text.stdout).toMatch(/^box +up /m);
