@@ -1,5 +1,7 @@
 import type { Step } from '../core/plan.js';
-import type { InitContext } from '../init/context.js';
+import { UsageError } from '../core/errors.js';
+import { imagePath } from '../lib/config.js';
+import { imagePathOf, type InitContext } from '../init/context.js';
 import { boxMountStep } from './box-mount.js';
 import { fsMountStep } from './fs-mount.js';
 
@@ -11,6 +13,19 @@ export const targetsStep: Step<InitContext> = {
   id: 'targets',
   title: 'Mount points are free',
   async check(ctx) {
+    const prior = ctx.state.existingConfig;
+    const o = ctx.opts;
+    if (prior) {
+      const was = `${prior.box.user}@${prior.box.host}:${prior.box.port}/${prior.box.remotePath} ${imagePath(prior)}`;
+      const now = `${o.user}@${o.host}:${o.port}/${o.remotePath} ${imagePathOf(o)}`;
+      if (was !== now) {
+        // The config is not ours to overwrite: it describes another box or image.
+        throw new UsageError(
+          `${o.config} already describes another setup (${prior.box.user}@${prior.box.host}, image ${imagePath(prior)}); it was left as it is`,
+          'give this setup its own --config, or run `hbs umount` for the old one and move its config away',
+        );
+      }
+    }
     // Both checks are read-only and throw on a conflict.
     await boxMountStep.check(ctx);
     await fsMountStep.check(ctx);

@@ -187,4 +187,13 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
     expect(mismatch.stderr).toContain(box.hostKeyFingerprint);
     await expect(stat(join(t, 'etc4'))).rejects.toThrow();
   });
+
+  it('never overwrites a config that describes another setup', async () => {
+    const before = await sha(p.config);
+    const r = await hbs([...initArgs(), '--image', 'other.img']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('already describes another setup');
+    expect(await sha(p.config)).toBe(before);
+    await expect(stat(join(box.home, 'other.img'))).rejects.toThrow();
+  });
 });
