@@ -27,6 +27,7 @@ export class RealRunner implements Runner {
       env: { LC_ALL: 'C', ...cmd.env },
       timeout: cmd.timeoutMs,
       stripFinalNewline: false,
+      ...(cmd.onStdoutLine ? { stdout: [lineTap(cmd.onStdoutLine), 'pipe'] as const } : {}),
     });
     const result: CmdResult = {
       exitCode: r.exitCode ?? (r.failed ? 1 : 0),
@@ -36,4 +37,12 @@ export class RealRunner implements Runner {
     if (result.exitCode !== 0 && !cmd.allowFail) throw new CommandError(shown, result);
     return result;
   }
+}
+
+/** An execa line transform that shows each stdout line to `onLine` and passes it on unchanged. */
+function lineTap(onLine: (line: string) => void) {
+  return function* (line: unknown): Generator<unknown> {
+    onLine(String(line));
+    yield line;
+  };
 }

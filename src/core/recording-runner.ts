@@ -62,6 +62,7 @@ export class RecordingRunner implements Runner {
       return Promise.reject(new Error(`command ${formatCmd(cmd)} got unexpected stdin`));
     }
     this.queue.shift();
+    if (cmd.onStdoutLine && next.stdout) for (const line of next.stdout.replace(/\n$/, '').split('\n')) cmd.onStdoutLine(line);
     const result: CmdResult = { exitCode: next.exitCode ?? 0, stdout: next.stdout ?? '', stderr: next.stderr ?? '' };
     if (result.exitCode !== 0 && !cmd.allowFail) return Promise.reject(new CommandError(formatCmd(cmd), result));
     return Promise.resolve(result);

@@ -17,6 +17,8 @@ export interface Cmd {
   allowFail?: boolean;
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** Called with each stdout line as it arrives (progress of long commands; not redacted); stdout is still returned. */
+  onStdoutLine?: (line: string) => void;
 }
 
 export interface CmdResult {
@@ -66,7 +68,10 @@ export function redact(text: string, secrets: readonly string[] = []): string {
 /** The command as a person would type it, secrets redacted; stdin is shown only as a marker. */
 export function formatCmd(cmd: Cmd, extraSecrets: readonly string[] = []): string {
   const line = cmd.argv.map(quoteArg).join(' ');
-  const shown = redact(line, [...(cmd.secrets ?? []), ...extraSecrets]);
+  const secrets = [...(cmd.secrets ?? []), ...extraSecrets];
+  // Quoting spells a ' inside a secret as '\'' ; redact that spelling too.
+  const quoted = secrets.filter((s) => s.includes("'")).map((s) => s.replace(/'/g, `'\\''`));
+  const shown = redact(line, [...secrets, ...quoted]);
   return cmd.stdin !== undefined ? `${shown} <<(stdin)` : shown;
 }
 

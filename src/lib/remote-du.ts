@@ -1,5 +1,4 @@
 import type { Runner } from '../core/runner.js';
-import { sshTarget } from './host-keys.js';
 import { sshOptionPairs, type BoxConn } from './ssh.js';
 
 /**
@@ -14,7 +13,8 @@ export async function remoteAllocatedBytes(runner: Runner, c: BoxConn, name: str
   if (!/^[A-Za-z0-9._/+-]+$/.test(path)) return undefined;
   const argv = ['ssh', '-p', String(c.port), '-o', 'ConnectTimeout=20'];
   for (const o of sshOptionPairs(c, { batch: true })) argv.push('-o', o);
-  argv.push(sshTarget(c.user, c.host), 'du', '-k', path);
+  // Plain ssh takes an IPv6 address without brackets (sftp and sshfs want them).
+  argv.push(`${c.user}@${c.host}`, 'du', '-k', path);
   const r = await runner.run({ argv, write: false, allowFail: true, timeoutMs: 60_000 });
   const kib = Number(r.stdout.trim().split(/\s+/)[0]);
   return r.exitCode === 0 && Number.isFinite(kib) ? kib * 1024 : undefined;

@@ -8,6 +8,8 @@ export interface Reporter {
   line(text: string): void;
   info(text: string): void;
   warn(text: string): void;
+  /** Transient progress of the current step (e.g. "e2fsck pass 1 of 5, 40%"); may be shown or dropped. */
+  progress?(text: string): void;
 }
 
 /** Collects everything as plain lines; used by tests and as the base for the golden dry-run. */

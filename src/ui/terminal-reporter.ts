@@ -10,6 +10,7 @@ export class TerminalReporter implements Reporter {
   private spinner: Ora | undefined;
   private readonly c: typeof chalk;
   private readonly spin: boolean;
+  private title = '';
 
   constructor(opts: { spinners: boolean; stream?: NodeJS.WriteStream }) {
     const stream = opts.stream ?? process.stdout;
@@ -30,6 +31,12 @@ export class TerminalReporter implements Reporter {
 
   stepStart(title: string): void {
     if (this.spin) this.spinner = ora({ text: title, discardStdin: false }).start();
+    this.title = title;
+  }
+
+  /** On the spinner only: without a terminal, progress would be a flood of lines. */
+  progress(text: string): void {
+    if (this.spinner?.isSpinning) this.spinner.text = `${this.title} ${this.c.dim(`— ${text}`)}`;
   }
 
   stepDone(title: string, detail?: string): void {
