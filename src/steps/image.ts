@@ -57,7 +57,17 @@ export const imageStep: Step<InitContext> = {
   title: 'Sparse image file on the box',
   async check(ctx) {
     const path = imagePathOf(ctx.opts);
-    if (ctx.state.simulated.has('box-mount')) return { done: false, detail: 'the box is not mounted yet' };
+    if (ctx.state.simulated.has('box-mount')) {
+      // Dry-run with the box not mounted: the image this config recorded is taken as there (a real
+      // run checks it once the box is mounted), so the dry-run does not show a create and mkfs of it.
+      const recorded = ctx.state.existingConfig;
+      if (recorded && imagePath(recorded) === path) {
+        ctx.state.image.uuid = recorded.image.uuid;
+        ctx.state.mountOptions = [...recorded.filesystem.mountOptions];
+        return { done: true, detail: `${path} is recorded in ${ctx.opts.config}; it will be checked once the box is mounted` };
+      }
+      return { done: false, detail: 'the box is not mounted yet' };
+    }
     const facts = await statFile(ctx.runner, path);
     if (!facts) {
       if (ctx.opts.adopt && !ctx.opts.sizeGiven) {

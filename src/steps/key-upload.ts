@@ -75,9 +75,12 @@ export const keyUploadStep: Step<InitContext> = {
     const conn = boxConn(ctx.opts);
     const password = ctx.password;
     if (password === undefined && !ctx.runner.dryRun) {
-      throw new UsageError(
-        `key login to ${conn.user}@${conn.host} does not work yet and no box password was given`,
-        'pass it with --password-stdin or in the environment variable HBS_BOX_PASSWORD (once; the key is used from then on)',
+      // Rejected, not thrown: plan() promises a Promise, and callers may rely on .catch().
+      return Promise.reject(
+        new UsageError(
+          `key login to ${conn.user}@${conn.host} does not work yet and no box password was given`,
+          'pass it with --password-stdin or in the environment variable HBS_BOX_PASSWORD (once; the key is used from then on)',
+        ),
       );
     }
     const describe = [
