@@ -42,6 +42,10 @@ export const fsMountStep: Step<InitContext> = {
       describe: [`write the lock ${lockPath(where)} (this machine's hostname, machine-id, pid, time)`],
       run: async () => {
         const lock = await readLock(where, await ctx.deps.machineId());
+        // Checked again right before writing: another machine may have taken it since the check.
+        const blocking = blockingLock(lock, ctx.opts.config);
+        if (blocking) throw new LockHeldError(describeLock(blocking));
+        if (lock.state === 'unreadable') throw new HbsError(`cannot read the lock ${lockPath(where)}: ${lock.detail}`, EXIT.failed, 'remove it by hand only if no other machine mounts this image');
         const deps = { ...ctx.deps, pid: process.pid };
         await writeLock(where, await newLock(deps, ctx.opts.config), lock.state !== 'free');
       },
