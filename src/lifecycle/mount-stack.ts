@@ -44,12 +44,22 @@ async function verifyImage(ctx: LifecycleContext): Promise<void> {
   }
 }
 
+/** Read-only: refuses early when someone else holds the lock (and it is not being stolen). */
+async function assertLockAvailable(ctx: LifecycleContext): Promise<void> {
+  const current = await readLock(ctx.cfg, await ctx.deps.machineId());
+  if (current.state === 'unreadable') throw unreadableLock(ctx, current.detail);
+  const blocking = blockingLock(current, ctx.configPath);
+  if (blocking && !ctx.opts.stealLock) throw new LockHeldError(describeLock(blocking));
+}
+
+function unreadableLock(ctx: LifecycleContext, detail: string): HbsError {
+  return new HbsError(`cannot read the lock ${lockPath(ctx.cfg)}: ${detail}`, EXIT.failed, 'remove it by hand only if no other machine mounts this image');
+}
+
 async function takeLock(ctx: LifecycleContext): Promise<void> {
   const machineId = await ctx.deps.machineId();
   const current = await readLock(ctx.cfg, machineId);
-  if (current.state === 'unreadable') {
-    throw new HbsError(`cannot read the lock ${lockPath(ctx.cfg)}: ${current.detail}`, EXIT.failed, 'remove it by hand only if no other machine mounts this image');
-  }
+  if (current.state === 'unreadable') throw unreadableLock(ctx, current.detail);
   const blocking = blockingLock(current, ctx.configPath);
   if (blocking) {
     if (!ctx.opts.stealLock) throw new LockHeldError(describeLock(blocking));
@@ -62,9 +72,9 @@ async function takeLock(ctx: LifecycleContext): Promise<void> {
   await writeLock(ctx.cfg, await newLock(ctx.deps, ctx.configPath), current.state !== 'free');
 }
 
-async function mountFs(ctx: LifecycleContext): Promise<void> {
-  const { cfg } = ctx;
-  const image = imagePath(cfg);
+/** Read-only checks before the lock is taken: a refusal here leaves no lock behind. */
+async function checkFsTarget(ctx: LifecycleContext): Promise<void> {
+  const image = imagePath(ctx.cfg);
   const attached = await loopsFor(ctx.runner, image);
   if (attached.length > 0) {
     throw new HbsError(
@@ -73,8 +83,14 @@ async function mountFs(ctx: LifecycleContext): Promise<void> {
       'find where with `losetup -j IMAGE` and `findmnt`, and unmount it there first',
     );
   }
-  const mp = cfg.filesystem.mountPoint;
+  const mp = ctx.cfg.filesystem.mountPoint;
   if (!(await isEmptyOrMissing(mp))) throw new HbsError(`mount point ${mp} is a directory with files in it; hbs will not mount over them`, EXIT.usage);
+}
+
+async function mountFs(ctx: LifecycleContext): Promise<void> {
+  const { cfg } = ctx;
+  const image = imagePath(cfg);
+  const mp = cfg.filesystem.mountPoint;
   await changeDir(ctx, mp);
   await ctx.runner.run({ argv: mountArgv(image, mp, cfg.filesystem.mountOptions), timeoutMs: 120_000 });
   if (ctx.runner.dryRun) return;
@@ -115,10 +131,19 @@ async function repair(ctx: LifecycleContext, state: StackState): Promise<void> {
     }
   }
   reporter.line('mount the box again');
-  await mountBox(ctx);
+  // In a dry-run nothing above was torn down: the box mount (still full, or dead), the image and its
+  // loop devices would show the broken stack, so only the commands are printed from here on.
+  if (runner.dryRun) await runner.run({ argv: sshfsArgv(connOf(cfg), cfg.boxMount), timeoutMs: 60_000 });
+  else await mountBox(ctx);
   await fsck(ctx);
   reporter.line(`mount ${image} at ${mp} again`);
+  if (runner.dryRun) {
+    reporter.line(`! verify ${image} (ext4 UUID ${cfg.image.uuid}), take the lock, attach and mount it at ${mp}`);
+    return;
+  }
   await verifyImage(ctx);
+  await assertLockAvailable(ctx);
+  await checkFsTarget(ctx);
   await takeLock(ctx);
   await mountFs(ctx);
 }
@@ -182,6 +207,8 @@ export async function mountStack(ctx: LifecycleContext): Promise<MountOutcome> {
   }
   reporter.stepStart('Filesystem');
   await verifyImage(ctx);
+  await assertLockAvailable(ctx);
+  await checkFsTarget(ctx);
   await takeLock(ctx);
   await mountFs(ctx);
   reporter.stepDone('Filesystem', `${imagePath(cfg)} at ${cfg.filesystem.mountPoint}`);

@@ -1,4 +1,4 @@
-import type { Runner } from '../core/runner.js';
+import { CommandError, type Runner } from '../core/runner.js';
 import { imagePath, type Config } from '../lib/config.js';
 import { loopBackingFile, mountAt } from '../lib/mounts.js';
 import { sshfsSource } from '../lib/ssh.js';
@@ -42,7 +42,8 @@ export async function inspectBox(runner: Runner, cfg: Config): Promise<BoxLayer>
     const space = await spaceOf(runner, cfg.boxMount, PROBE_TIMEOUT);
     return { state: 'up', detail: `${source} at ${cfg.boxMount}`, ...space };
   } catch (err) {
-    const why = err instanceof Error ? err.message.split('\n').pop() : String(err);
+    // A failed stat's reason ("Transport endpoint is not connected") is in its stderr, not its message.
+    const why = err instanceof CommandError ? err.tail(1) || err.message : err instanceof Error ? err.message.split('\n').pop() : String(err);
     return { state: 'broken', detail: `${cfg.boxMount} is mounted but does not answer (${why})` };
   }
 }
