@@ -41,11 +41,13 @@ export const mkfsStep: Step<InitContext> = {
     ctx.state.mountOptions = ['noatime', ...tuning.mountOptions];
     const uuid = ctx.deps.uuid();
     ctx.state.image.uuid = uuid;
+    // -e remount-ro: on I/O errors (a dropped link) ext4 stops writing instead of carrying on,
+    // which limits the damage and shows the stack as broken; `hbs mount` then repairs it.
     return [
       {
         kind: 'run',
         cmd: {
-          argv: ['mkfs.ext4', '-q', '-L', FS_LABEL, '-U', uuid, '-m', '0', '-E', tuning.extended.join(','), imagePathOf(ctx.opts)],
+          argv: ['mkfs.ext4', '-q', '-L', FS_LABEL, '-U', uuid, '-m', '0', '-e', 'remount-ro', '-E', tuning.extended.join(','), imagePathOf(ctx.opts)],
           timeoutMs: 30 * 60_000,
         },
       },

@@ -31,7 +31,7 @@ describe('mkfs step', () => {
       {
         kind: 'run',
         cmd: {
-          argv: ['mkfs.ext4', '-q', '-L', 'hbs-backup', '-U', FIXED_UUID, '-m', '0', '-E', 'assume_storage_prezeroed=1,nodiscard', sb.image],
+          argv: ['mkfs.ext4', '-q', '-L', 'hbs-backup', '-U', FIXED_UUID, '-m', '0', '-e', 'remount-ro', '-E', 'assume_storage_prezeroed=1,nodiscard', sb.image],
           timeoutMs: 30 * 60_000,
         },
       },
@@ -49,7 +49,7 @@ describe('mkfs step', () => {
     expect(action).toEqual({
       kind: 'run',
       cmd: {
-        argv: ['mkfs.ext4', '-q', '-L', 'hbs-backup', '-U', FIXED_UUID, '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard', sb.image],
+        argv: ['mkfs.ext4', '-q', '-L', 'hbs-backup', '-U', FIXED_UUID, '-m', '0', '-e', 'remount-ro', '-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard', sb.image],
         timeoutMs: 30 * 60_000,
       },
     });
