@@ -113,6 +113,30 @@ async function main(argv: string[]): Promise<number> {
     });
   // --- end mount / umount / status ---------------------------------------------------------------
 
+  // --- hbs grow ----------------------------------------------------------------------------------
+  program
+    .command('grow')
+    .description('grow the image and its ext4 filesystem, online or offline; never shrinks')
+    .option('--size <size>', 'new size: 200G (absolute) or +50G (added to the recorded size); same units as init')
+    .option('--force', 'allow a size larger than the space left on the box')
+    .option('--offline', 'if the kernel refuses to grow the mounted filesystem, unmount it, grow it offline and mount it again without asking')
+    .option('-y, --yes', 'never ask (without --offline, a needed offline grow then fails)')
+    .option('-n, --dry-run', 'print every change that would be made; make none')
+    .option('-v, --verbose', 'show each command as it runs')
+    .action(async (opts: { size?: string; force?: boolean; offline?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean }) => {
+      const [{ growCommand }, { TerminalReporter }] = await Promise.all([import('./commands/grow.js'), import('./ui/terminal-reporter.js')]);
+      const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      await growCommand(
+        { ...opts, config: globalConfig() },
+        {
+          reporter: new TerminalReporter({ spinners: !opts.verbose && !opts.dryRun }),
+          prompter: interactive ? async () => (await import('./init/prompter.js')).inquirerPrompter() : undefined,
+          uid: () => process.getuid?.() ?? -1,
+        },
+      );
+    });
+  // --- end grow ----------------------------------------------------------------------------------
+
   try {
     await program.parseAsync(argv);
     await pending;

@@ -1,0 +1,202 @@
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AbortError, EXIT, HbsError, PreflightError, UsageError } from '../core/errors.js';
+import { DryRunRunner } from '../core/dry-run-runner.js';
+import { RealRunner } from '../core/real-runner.js';
+import type { Runner } from '../core/runner.js';
+import { readConfig } from '../lib/config.js';
+import { formatSize } from '../lib/size.js';
+import { describeMissing, packagesFor, which, type Missing } from '../init/preflight.js';
+import type { Prompter } from '../init/prompter.js';
+import { readMachineId } from '../lifecycle/context.js';
+import { canResizeOnline } from '../grow/capability.js';
+import type { GrowContext, GrowDecision, GrowDeps } from '../grow/context.js';
+import { decideGrow } from '../grow/decide.js';
+import { gatherFacts } from '../grow/facts.js';
+import { fsBytes, type FsGeometry } from '../grow/geometry.js';
+import { runGrowSteps } from '../grow/run-grow.js';
+import { parseGrowSize, type SizeRequest } from '../grow/size-request.js';
+import { FINISH_STEPS, fsSteps, growFileStep, OnlineResizeRefused } from '../grow/steps.js';
+import type { Reporter } from '../ui/reporter.js';
+
+/** Raw flags as commander hands them over. */
+export interface GrowCliFlags {
+  size?: string;
+  config?: string;
+  force?: boolean;
+  offline?: boolean;
+  yes?: boolean;
+  dryRun?: boolean;
+  verbose?: boolean;
+}
+
+export interface GrowIo {
+  reporter: Reporter;
+  /** Set when questions may be asked (a terminal); --yes turns it off. */
+  prompter?: () => Promise<Prompter>;
+  uid: () => number;
+  /** Runs real commands; wrapped in a dry-run runner for --dry-run. */
+  runner?: Runner;
+}
+
+export interface GrowOutcome {
+  path: 'online' | 'offline' | 'config-only' | 'dry-run';
+  fromBytes: number;
+  targetBytes: number;
+  fsBefore: number;
+  fsAfter?: FsGeometry;
+  /** How long the filesystem was away (offline path with a mounted filesystem). */
+  offlineMs?: number;
+}
+
+const TOOLS: readonly { tool: string; pkg: string }[] = [
+  { tool: 'truncate', pkg: 'coreutils' },
+  { tool: 'stat', pkg: 'coreutils' },
+  { tool: 'dd', pkg: 'coreutils' },
+  { tool: 'losetup', pkg: 'mount' },
+  { tool: 'mount', pkg: 'mount' },
+  { tool: 'umount', pkg: 'mount' },
+  { tool: 'findmnt', pkg: 'util-linux' },
+  { tool: 'blkid', pkg: 'util-linux' },
+  { tool: 'blockdev', pkg: 'util-linux' },
+  { tool: 'e2fsck', pkg: 'e2fsprogs' },
+  { tool: 'resize2fs', pkg: 'e2fsprogs' },
+  { tool: 'dumpe2fs', pkg: 'e2fsprogs' },
+];
+
+export function defaultGrowDeps(pathEnv = process.env.PATH ?? ''): GrowDeps {
+  return {
+    now: () => new Date(),
+    sleep: async (ms) => {
+      await sleep(ms);
+    },
+    machineId: readMachineId,
+    canResizeOnline,
+    missingTools: async () => {
+      const missing: Missing[] = [];
+      for (const { tool, pkg } of TOOLS) if (!(await which(tool, pathEnv))) missing.push({ what: `the program ${tool}`, pkg });
+      return missing;
+    },
+  };
+}
+
+async function preflight(io: GrowIo, deps: GrowDeps): Promise<void> {
+  const missing: Missing[] = [];
+  if (io.uid() !== 0) missing.push({ what: 'root privileges (the box mount, loop devices and mounts are root\'s)', fix: 'run hbs as root, e.g. with sudo' });
+  missing.push(...(await deps.missingTools()));
+  if (missing.length === 0) return;
+  const pkgs = packagesFor(missing);
+  throw new PreflightError(`this machine is not ready for hbs grow:\n${describeMissing(missing)}`, missing, pkgs.length ? `apt-get install ${pkgs.join(' ')}` : undefined);
+}
+
+/**
+ * Taking the filesystem away needs the person's yes: --offline, or a question in a terminal.
+ * Without either it fails with what to pass, never waits.
+ */
+async function consentToOffline(flags: GrowCliFlags, prompter: Prompter | undefined, mp: string, reason: string, state: string): Promise<void> {
+  if (flags.offline) return;
+  const what = `unmount ${mp}, check and grow the filesystem offline (e2fsck -f, resize2fs) and mount it again`;
+  if (!prompter) {
+    throw new HbsError(`${reason}; growing it offline takes ${mp} away for a while, which needs your consent; ${state}`, EXIT.failed, `re-run with --offline to ${what}`);
+  }
+  const ok = await prompter.confirm({
+    message: `${reason}.\nUnmount ${mp}, grow it offline and mount it again? Stop backups writing to it first.`,
+    default: false,
+  });
+  if (!ok) throw new AbortError(`the filesystem was not taken offline; ${state}`);
+}
+
+const NO_CAP =
+  'online resize of a mounted ext4 needs CAP_SYS_RESOURCE, which programs started here do not get (the kernel answers "Permission denied to resize filesystem")';
+
+export async function growCommand(flags: GrowCliFlags, io: GrowIo, deps: GrowDeps = defaultGrowDeps()): Promise<GrowOutcome> {
+  const req = parseGrowSize(flags.size);
+  const configPath = resolve(flags.config ?? '/etc/hbs/config.json');
+  const cfg = await readConfig(configPath);
+  if (!cfg) throw new UsageError(`no config at ${configPath}`, 'run `hbs init` first, or pass --config');
+  await preflight(io, deps);
+
+  const dryRun = Boolean(flags.dryRun);
+  const r = io.reporter;
+  const real = io.runner ?? new RealRunner(flags.verbose ? (l) => r.line(l) : undefined);
+  const runner: Runner = dryRun ? new DryRunRunner(real, (l) => r.line(l)) : real;
+  const prompter = io.prompter && !flags.yes ? await io.prompter() : undefined;
+  const mp = cfg.filesystem.mountPoint;
+
+  const facts = await gatherFacts(runner, cfg, configPath, deps);
+  const decision = decideGrow(facts, cfg, req, { force: Boolean(flags.force) });
+  let ctx: GrowContext = { cfg, configPath, runner, reporter: r, deps, facts, decision, verbose: Boolean(flags.verbose), state: {} };
+  const outcome: GrowOutcome = { path: dryRun ? 'dry-run' : 'online', fromBytes: decision.fromBytes, targetBytes: decision.targetBytes, fsBefore: decision.fsBytes };
+
+  if (dryRun) r.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');
+  r.info(
+    `Growing ${facts.image}: ${formatSize(decision.fromBytes)} → ${formatSize(decision.targetBytes)} ` +
+      `(ext4 inside: ${formatSize(decision.fsBytes)}, ${decision.mounted ? `mounted at ${mp}` : 'not mounted'}).`,
+  );
+  if (decision.resume) r.info(`Resuming: ${decision.resume}.`);
+
+  if (decision.configOnly) {
+    outcome.path = dryRun ? 'dry-run' : 'config-only';
+  } else if (!decision.mounted) {
+    await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'offline')]);
+    if (!dryRun) outcome.path = 'offline';
+  } else {
+    if (decision.onlineRefusalExpected && !dryRun) await consentToOffline(flags, prompter, mp, NO_CAP, 'nothing was changed');
+    try {
+      await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'online')]);
+      if (dryRun) explainFallback(r, decision, flags, mp);
+      if (dryRun && decision.onlineRefusalExpected) await runGrowSteps(ctx, fsSteps(decision, 'offline'));
+    } catch (err) {
+      if (!(err instanceof OnlineResizeRefused)) throw err;
+      r.warn(`${err.message}`);
+      const state = `the image file is already ${formatSize(decision.targetBytes)} (ext4 inside is still ${formatSize(decision.fsBytes)}); re-running the same hbs grow finishes it`;
+      if (!decision.onlineRefusalExpected) await consentToOffline(flags, prompter, mp, err.message, state);
+      r.info(`Taking the offline path: ${mp} is unmounted for the resize and mounted again.`);
+      // Look again: the file and the loop device have changed since the first look.
+      const now = await gatherFacts(runner, cfg, configPath, deps);
+      ctx = { ...ctx, facts: now, decision: decideGrow(now, cfg, req, { force: Boolean(flags.force) }) };
+      const started = deps.now().getTime();
+      await runGrowSteps(ctx, fsSteps(ctx.decision, 'offline'));
+      outcome.path = 'offline';
+      outcome.offlineMs = deps.now().getTime() - started;
+    }
+  }
+
+  await runGrowSteps(ctx, FINISH_STEPS);
+  outcome.fsAfter = ctx.state.after;
+  summary(ctx, outcome, req);
+  return outcome;
+}
+
+function explainFallback(r: Reporter, d: GrowDecision, flags: GrowCliFlags, mp: string): void {
+  if (!d.onlineRefusalExpected) {
+    r.info(`If the kernel refuses the online resize, hbs offers the offline path: unmount ${mp}, e2fsck -f, resize2fs, mount again.`);
+    return;
+  }
+  const consent = flags.offline ? '--offline gives it' : 'a real run needs it: --offline, or a yes at the question in a terminal';
+  r.info(`The kernel will refuse that here (${NO_CAP}); then, with your consent (${consent}):`);
+}
+
+function summary(ctx: GrowContext, o: GrowOutcome, req: SizeRequest): void {
+  const r = ctx.reporter;
+  if (o.path === 'dry-run') {
+    r.info('\nDry-run finished: nothing was changed on this machine or the box.');
+    return;
+  }
+  const mp = ctx.cfg.filesystem.mountPoint;
+  const after = o.fsAfter;
+  const how =
+    o.path === 'online'
+      ? `online; ${mp} stayed mounted`
+      : o.path === 'config-only'
+        ? 'nothing left to resize'
+        : o.offlineMs !== undefined
+          ? `offline; ${mp} was unmounted for ${(o.offlineMs / 1000).toFixed(1)} s`
+          : 'offline (it was not mounted)';
+  r.info('');
+  r.info(`Grown ${ctx.facts.image} (${req.relative ? `+${formatSize(req.bytes)}` : formatSize(req.bytes)} asked):`);
+  r.info(`  image file  ${formatSize(o.fromBytes)} → ${formatSize(o.targetBytes)}`);
+  if (after) r.info(`  ext4        ${formatSize(o.fsBefore)} → ${formatSize(fsBytes(after))} (${after.blockCount} blocks of ${after.blockSize} bytes)`);
+  r.info(`  how         ${how}`);
+  r.info(`Config ${ctx.configPath} records ${formatSize(o.targetBytes)}.`);
+}
