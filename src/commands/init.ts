@@ -1,23 +1,21 @@
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, stat } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { AbortError, PreflightError, UsageError } from '../core/errors.js';
+import { PreflightError, UsageError } from '../core/errors.js';
 import { DryRunRunner } from '../core/dry-run-runner.js';
 import { RealRunner } from '../core/real-runner.js';
 import type { Runner } from '../core/runner.js';
-import { knownHostsName, pinKey, type HostKey } from '../lib/host-keys.js';
-import { keyLoginWorks } from '../lib/ssh.js';
-import { fileExists } from '../lib/fs-util.js';
 import { formatSize } from '../lib/size.js';
 import { MIN_IMAGE_BYTES } from '../lib/validate.js';
 import { checkGiven, completeAnswers, type GivenAnswers } from '../init/answers.js';
-import { boxConn, imagePathOf, knownHostsPath, newState, type Deps, type InitContext } from '../init/context.js';
+import { imagePathOf, newState, type Deps, type InitContext } from '../init/context.js';
 import type { InitOptions } from '../init/options.js';
 import { describeMissing, packagesFor, preflight } from '../init/preflight.js';
 import type { Prompter } from '../init/prompter.js';
+import { previewSteps, type CapturingReporter } from '../init/preview.js';
 import { runSteps } from '../init/run-init.js';
-import { readPinned, scanHostKeys } from '../steps/host-key.js';
+import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines } from '../init/wizard.js';
 import { ExistingImageError } from '../steps/image.js';
 import { readMachineId } from '../lifecycle/context.js';
 import type { Reporter } from '../ui/reporter.js';
@@ -105,9 +103,8 @@ async function ensurePreflight(runner: Runner, io: InitIo, prompter: Prompter | 
   let missing = await preflight(deps, { needRoot });
   const pkgs = packagesFor(missing);
   if (missing.length && prompter && pkgs.length && io.uid() === 0) {
-    io.reporter.warn(`missing on this machine:\n${describeMissing(missing)}`);
     const cmd = ['apt-get', 'install', '-y', ...pkgs];
-    if (await prompter.confirm({ message: `Install them now with: ${cmd.join(' ')}?`, default: true })) {
+    if (await offerInstall(prompter, io.reporter, describeMissing(missing), cmd)) {
       await runner.run({ argv: cmd, timeoutMs: 20 * 60_000 });
       missing = await preflight(deps, { needRoot });
     }
@@ -121,43 +118,17 @@ async function ensurePreflight(runner: Runner, io: InitIo, prompter: Prompter | 
   }
 }
 
-/** Shows the host key and asks for an explicit yes; returns the confirmed fingerprint. */
-async function confirmHostKey(runner: Runner, o: InitOptions, prompter: Prompter, reporter: Reporter): Promise<HostKey> {
-  const keys = await scanHostKeys(runner, o.host, o.port);
-  const key = keys[0] as HostKey;
-  reporter.info(`The box ${o.host} (port ${o.port}) offers this ${key.type} host key:\n\n    ${key.fingerprint}\n`);
-  reporter.info('Compare it with the fingerprint your provider shows for the box before you accept it.');
-  const ok = await prompter.confirm({ message: 'Is this the fingerprint your provider shows?', default: false });
-  if (!ok) throw new AbortError('host key not confirmed; nothing was changed');
-  return key;
-}
-
-/** Whether the person will need to give the password: is key login already set up? Read-only. */
-async function keyLoginReady(runner: Runner, o: InitOptions, key: HostKey | undefined): Promise<boolean> {
-  if (!(await fileExists(o.sshKey))) return false;
-  const conn = boxConn(o);
-  if (!key) return (await keyLoginWorks(runner, conn)).ok;
-  // Not pinned yet: probe with a throwaway known_hosts holding the confirmed key.
-  const dir = await mkdtemp(join(tmpdir(), 'hbs-probe-'));
-  try {
-    const kh = join(dir, 'known_hosts');
-    await writeFile(kh, pinKey('', knownHostsName(o.host, o.port), key), { mode: 0o600 });
-    return (await keyLoginWorks(runner, { ...conn, knownHosts: kh })).ok;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = defaultDeps()): Promise<void> {
   const answers = given(flags);
   checkGiven(answers);
   const dryRun = Boolean(flags.dryRun);
   const real = io.runner ?? new RealRunner(flags.verbose ? (l) => io.reporter.line(l) : undefined);
-  const runner: Runner = dryRun ? new DryRunRunner(real, (l) => io.reporter.line(l)) : real;
   const prompter = io.prompter && !flags.yes ? await io.prompter() : undefined;
 
   await ensurePreflight(real, io, prompter, !dryRun);
-  const a = await completeAnswers(answers, prompter);
+  const wizardIo = prompter && { prompter, reporter: io.reporter, runner: real, mkTempDir: (p: string) => deps.mkTempDir(p) };
+  const iv = wizardIo ? await interview(answers, wizardIo, { force: Boolean(flags.force) }) : undefined;
+  const a = iv?.answers ?? (await completeAnswers(answers, undefined));
   const opts: InitOptions = {
     ...a,
     force: Boolean(flags.force),
@@ -174,26 +145,43 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   }
 
   let password = await readPassword(flags, io);
+  // Asked before the summary, so that after its "yes" nothing else is asked.
+  if (prompter && iv && password === undefined && !iv.keyLogin && !dryRun) password = await askPassword(prompter, opts.user);
   if (password) real.addSecret(password);
 
-  if (prompter && !opts.hostKeyFingerprint && (await readPinned(knownHostsPath(opts.config), opts.host, opts.port)).length === 0) {
-    opts.hostKeyFingerprint = (await confirmHostKey(real, opts, prompter, io.reporter)).fingerprint;
-  }
-  if (prompter && password === undefined && !dryRun) {
-    const pinned = await readPinned(knownHostsPath(opts.config), opts.host, opts.port);
-    const confirmed = pinned.length ? undefined : (await scanHostKeys(real, opts.host, opts.port)).find((k) => k.fingerprint === opts.hostKeyFingerprint);
-    if (!(await keyLoginReady(real, opts, confirmed))) {
-      password = await prompter.password({ message: `Password of ${opts.user} (used once, to install the key)` });
-      if (password) real.addSecret(password);
-    }
+  if (dryRun) {
+    io.reporter.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');
+    const ctx: InitContext = { opts, runner: new DryRunRunner(real, (l) => io.reporter.line(l)), reporter: io.reporter, deps, password, state: newState() };
+    await runSteps(ctx);
+    summary(ctx);
+    return;
   }
 
-  const ctx: InitContext = { opts, runner, reporter: io.reporter, deps, password, state: newState() };
-  if (dryRun) io.reporter.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');
+  let runDeps = deps;
+  if (prompter && iv) {
+    // One screen before anything changes: every answer, and the plan --dry-run would print.
+    io.reporter.info('\nWorking out the plan (read-only checks; nothing is changed)…');
+    const { plan, uuids } = await previewWithDecisions(opts, deps, real, prompter);
+    if (plan.changes) {
+      for (const line of summaryLines(opts, iv)) io.reporter.info(line);
+      plan.replay(io.reporter);
+      io.reporter.info('');
+      await confirmChanges(prompter);
+    } else {
+      io.reporter.info('Everything is set up already: nothing to change.');
+    }
+    io.reporter.info('');
+    // The filesystem gets the UUID the summary showed.
+    const made = deps;
+    runDeps = { ...made, uuid: () => uuids.shift() ?? made.uuid() };
+  }
+
+  const ctx: InitContext = { opts, runner: real, reporter: io.reporter, deps: runDeps, password, state: newState() };
   try {
     await runSteps(ctx);
   } catch (err) {
-    if (!(err instanceof ExistingImageError) || !prompter || dryRun) throw err;
+    // Reached when the box was not mounted while planning, so the image on it could not be seen then.
+    if (!(err instanceof ExistingImageError) || !prompter) throw err;
     if (!(await decideOnExistingImage(err, opts, prompter))) throw err;
     // Finished steps are skipped on the second pass; only the image and what follows run.
     ctx.state = newState();
@@ -202,22 +190,23 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   summary(ctx);
 }
 
-/** Asks what to do with an image that is already on the box; true to go on (adopt or erase). */
-async function decideOnExistingImage(err: ExistingImageError, opts: InitOptions, prompter: Prompter): Promise<boolean> {
-  const name = opts.image;
-  if (opts.forceFormat) {
-    const typed = await prompter.input({ message: `${err.message}.\nThis ERASES it. Type the image name (${name}) to format it anew, anything else to stop` });
-    if (typed !== name) throw new AbortError(`"${typed}" is not "${name}"; nothing was erased`);
-    opts.formatConfirmed = true;
-    return true;
+/** The dry-run plan, and the UUIDs it made up; an image found on the box is decided on here, before the summary. */
+async function previewWithDecisions(opts: InitOptions, deps: Deps, real: Runner, prompter: Prompter): Promise<{ plan: CapturingReporter; uuids: string[] }> {
+  const attempt = async (): Promise<{ plan: CapturingReporter; uuids: string[] }> => {
+    const uuids: string[] = [];
+    const uuid = (): string => {
+      const u = deps.uuid();
+      uuids.push(u);
+      return u;
+    };
+    return { plan: await previewSteps({ opts, deps: { ...deps, uuid } }, real), uuids };
+  };
+  try {
+    return await attempt();
+  } catch (err) {
+    if (!(err instanceof ExistingImageError) || !(await decideOnExistingImage(err, opts, prompter))) throw err;
+    return attempt();
   }
-  if (err.kind === 'adoptable' && !opts.adopt) {
-    const ok = await prompter.confirm({ message: `${err.message}.\nAdopt it as it is (no mkfs, the data stays)?`, default: true });
-    if (!ok) throw new AbortError('not adopted; the image was left as it is');
-    opts.adopt = true;
-    return true;
-  }
-  return false;
 }
 
 function summary(ctx: InitContext): void {
@@ -234,4 +223,3 @@ function summary(ctx: InitContext): void {
   r.info('\nBack up with owners, groups, modes, hard links, ACLs and xattrs intact:');
   r.info(`  rsync -aHAX --numeric-ids SRC/ ${o.mountPoint}/`);
 }
-

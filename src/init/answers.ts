@@ -6,8 +6,8 @@ import type { Prompter } from './prompter.js';
 
 export type GivenAnswers = Partial<Record<keyof RawAnswers, string | null>>;
 
-/** Questions in the order they are asked, with their defaults (given the answers so far). */
-const QUESTIONS: readonly { key: keyof RawAnswers; message: string; fallback?: (a: GivenAnswers) => string | undefined }[] = [
+/** Each answer's question and default (given the answers so far); the wizard (wizard.ts) asks them in its own order. */
+export const QUESTIONS: readonly { key: keyof RawAnswers; message: string; fallback?: (a: GivenAnswers) => string | undefined }[] = [
   { key: 'user', message: 'Storage Box account (u123456 or u123456-sub1)' },
   { key: 'host', message: 'Storage Box host', fallback: (a) => (a.user ? defaultHost(a.user) : undefined) },
   { key: 'port', message: 'SSH port (23 and 22 both serve SFTP)', fallback: () => DEFAULTS.port },
@@ -19,7 +19,7 @@ const QUESTIONS: readonly { key: keyof RawAnswers; message: string; fallback?: (
   { key: 'sshKey', message: 'SSH key for the box (made if missing)', fallback: () => DEFAULTS.sshKey },
 ];
 
-const fieldSchema = (key: keyof RawAnswers): z.ZodType => initAnswersSchema.shape[key] as z.ZodType;
+export const fieldSchema = (key: keyof RawAnswers): z.ZodType => initAnswersSchema.shape[key] as z.ZodType;
 
 /** Checks one answer on its own; returns the message naming the bad value, or true. */
 export function validateAnswer(key: keyof RawAnswers, value: string | null): true | string {

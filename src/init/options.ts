@@ -59,18 +59,44 @@ export const initAnswersSchema = z
     config: localPathSchema('config', true),
   })
   .superRefine((o, ctx) => {
-    if (isInside(o.mountPoint, o.boxMount)) {
-      ctx.addIssue({ code: 'custom', path: ['mountPoint'], message: `mount point "${o.mountPoint}" must not be the box mount or inside it ("${o.boxMount}")` });
-    } else if (isInside(o.boxMount, o.mountPoint)) {
-      ctx.addIssue({ code: 'custom', path: ['boxMount'], message: `box mount "${o.boxMount}" must not be inside the mount point "${o.mountPoint}"` });
-    }
-    for (const key of ['boxMount', 'mountPoint'] as const) {
-      if (isSystemDir(o[key])) ctx.addIssue({ code: 'custom', path: [key], message: `"${o[key]}" is a system directory; pick a directory of its own` });
-    }
-    if (isInside(o.sshKey, o.boxMount) || isInside(o.config, o.boxMount)) {
-      ctx.addIssue({ code: 'custom', path: ['sshKey'], message: 'the ssh key and config must live on this machine, not on the box mount' });
-    }
+    for (const i of crossIssues(o)) ctx.addIssue({ code: 'custom', path: [i.key], message: i.message });
   });
+
+type PathAnswers = { boxMount: string; mountPoint: string; sshKey: string; config: string };
+
+/** A problem only a combination of answers shows; `involves` names every answer that takes part. */
+export interface CrossIssue {
+  key: keyof PathAnswers;
+  involves: readonly (keyof PathAnswers)[];
+  message: string;
+}
+
+/**
+ * Checks between the local paths, on whichever of them are known yet (normalised), so the wizard
+ * can explain a clash right under the question that caused it.
+ */
+export function crossIssues(o: Partial<PathAnswers>): CrossIssue[] {
+  const out: CrossIssue[] = [];
+  const { boxMount, mountPoint } = o;
+  if (boxMount !== undefined && mountPoint !== undefined) {
+    if (isInside(mountPoint, boxMount)) {
+      out.push({ key: 'mountPoint', involves: ['mountPoint', 'boxMount'], message: `mount point "${mountPoint}" must not be the box mount or inside it ("${boxMount}")` });
+    } else if (isInside(boxMount, mountPoint)) {
+      out.push({ key: 'boxMount', involves: ['boxMount', 'mountPoint'], message: `box mount "${boxMount}" must not be inside the mount point "${mountPoint}"` });
+    }
+  }
+  for (const key of ['boxMount', 'mountPoint'] as const) {
+    const v = o[key];
+    if (v !== undefined && isSystemDir(v)) out.push({ key, involves: [key], message: `"${v}" is a system directory; pick a directory of its own` });
+  }
+  if (boxMount !== undefined) {
+    const local = (['sshKey', 'config'] as const).filter((k) => o[k] !== undefined && isInside(o[k], boxMount));
+    if (local.length) {
+      out.push({ key: 'sshKey', involves: ['boxMount', ...local], message: 'the ssh key and config must live on this machine, not on the box mount' });
+    }
+  }
+  return out;
+}
 
 export type InitAnswers = z.output<typeof initAnswersSchema>;
 export type RawAnswers = z.input<typeof initAnswersSchema>;

@@ -1,9 +1,12 @@
 import { AbortError } from '../core/errors.js';
 
+/** A check of one answer: true, or the message shown under the prompt before asking again. */
+export type Validate = (v: string) => true | string | Promise<true | string>;
+
 /** The only questions hbs asks, behind a tiny interface so tests can answer them. */
 export interface Prompter {
-  input(q: { message: string; default?: string; validate?: (v: string) => true | string }): Promise<string>;
-  password(q: { message: string }): Promise<string>;
+  input(q: { message: string; default?: string; validate?: Validate }): Promise<string>;
+  password(q: { message: string; validate?: Validate }): Promise<string>;
   confirm(q: { message: string; default?: boolean }): Promise<boolean>;
 }
 
@@ -20,7 +23,7 @@ export async function inquirerPrompter(): Promise<Prompter> {
   };
   return {
     input: (q) => guard(input({ message: q.message, default: q.default, validate: q.validate })),
-    password: (q) => guard(password({ message: q.message, mask: '*' })),
+    password: (q) => guard(password({ message: q.message, mask: '*', toggleMask: false, validate: q.validate })),
     confirm: (q) => guard(confirm({ message: q.message, default: q.default ?? false })),
   };
 }

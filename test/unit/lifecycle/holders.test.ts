@@ -56,9 +56,9 @@ describe('holdersOf', () => {
 
 describe('sshfsPidsFor', () => {
   it('finds the sshfs process serving the mount, by argv[0] and the mount point in its arguments', async () => {
-    const ours = await startProcess('/bin/sh', ['-c', 'while :; do sleep 1; done', 'sh', sb.boxMount], { argv0: 'sshfs' });
-    const otherMount = await startProcess('/bin/sh', ['-c', 'while :; do sleep 1; done', 'sh', `${sb.boxMount}-other`], { argv0: '/usr/bin/sshfs' });
-    const notSshfs = await startProcess('/bin/sh', ['-c', 'while :; do sleep 1; done', 'sh', sb.boxMount], { argv0: 'sshfs-helper' });
+    const ours = await startProcess(process.execPath, ['-e', 'setInterval(() => {}, 1e6)', sb.boxMount], { argv0: 'sshfs' });
+    const otherMount = await startProcess(process.execPath, ['-e', 'setInterval(() => {}, 1e6)', `${sb.boxMount}-other`], { argv0: '/usr/bin/sshfs' });
+    const notSshfs = await startProcess(process.execPath, ['-e', 'setInterval(() => {}, 1e6)', sb.boxMount], { argv0: 'sshfs-helper' });
     children.push(ours, otherMount, notSshfs);
     expect(await sshfsPidsFor(sb.boxMount)).toEqual([ours.pid]);
     expect(await sshfsPidsFor(`${sb.boxMount}-other`)).toEqual([otherMount.pid]);

@@ -337,7 +337,7 @@ describe('mountStack: repairing a broken stack', () => {
   it('dead box under a mounted filesystem: lazy umount, detach, kill the hung sshfs, remount, e2fsck, mount', async () => {
     await mkdir(sb.boxMount);
     // A stand-in for the hung sshfs serving the box mount: argv[0] "sshfs", the mount point in its argv.
-    const hung = await startProcess('/bin/sh', ['-c', 'while :; do sleep 1; done', 'sh', sb.boxMount], { argv0: 'sshfs' });
+    const hung = await startProcess(process.execPath, ['-e', 'setInterval(() => {}, 1e6)', sb.boxMount], { argv0: 'sshfs' });
     children.push(hung);
     const busy = `umount: ${sb.mountPoint}: target is busy.\n`;
     const fsckOut = 'filesystem.img: Inode 12 extent tree could be narrower.  FIXED.\nfilesystem.img: 12/655360 files (0.0% non-contiguous)\n';
