@@ -26,6 +26,7 @@ export class RealRunner implements Runner {
       reject: false,
       env: { LC_ALL: 'C', ...cmd.env },
       timeout: cmd.timeoutMs,
+      detached: cmd.detached ?? false,
       stripFinalNewline: false,
       ...(cmd.onStdoutLine ? { stdout: [lineTap(cmd.onStdoutLine), 'pipe'] as const } : {}),
     });

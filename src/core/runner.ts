@@ -17,6 +17,11 @@ export interface Cmd {
   allowFail?: boolean;
   env?: Record<string, string>;
   timeoutMs?: number;
+  /**
+   * Start it in a session of its own. For daemons such as sshfs: its ssh child would otherwise stay
+   * in the terminal's session and die of SIGHUP when that terminal closes, breaking the mount.
+   */
+  detached?: boolean;
   /** Called with each stdout line as it arrives (progress of long commands; not redacted); stdout is still returned. */
   onStdoutLine?: (line: string) => void;
 }

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { EXIT, HbsError } from '../core/errors.js';
 import { imagePath } from '../lib/config.js';
 import { dirExists, isEmptyOrMissing } from '../lib/mounts.js';
-import { sshfsArgv } from '../steps/box-mount.js';
+import { sshfsMountCmd } from '../steps/box-mount.js';
 import { mountArgv } from '../steps/fs-mount.js';
 import { probeSignature, statFile } from '../steps/image.js';
 import { connOf, type LifecycleContext } from './context.js';
@@ -25,7 +25,7 @@ async function mountBox(ctx: LifecycleContext): Promise<void> {
     throw new HbsError(`box mount ${cfg.boxMount} is a directory with files in it; hbs will not mount over them`, EXIT.usage);
   }
   await changeDir(ctx, cfg.boxMount);
-  await ctx.runner.run({ argv: sshfsArgv(connOf(cfg), cfg.boxMount), timeoutMs: 60_000 });
+  await ctx.runner.run(sshfsMountCmd(connOf(cfg), cfg.boxMount));
   if (ctx.runner.dryRun) return;
   const after = await inspectBox(ctx.runner, cfg);
   if (after.state !== 'up') throw new HbsError(`the box did not come up at ${cfg.boxMount}: ${after.detail}`);
@@ -133,7 +133,7 @@ async function repair(ctx: LifecycleContext, state: StackState): Promise<void> {
   reporter.line('mount the box again');
   // In a dry-run nothing above was torn down: the box mount (still full, or dead), the image and its
   // loop devices would show the broken stack, so only the commands are printed from here on.
-  if (runner.dryRun) await runner.run({ argv: sshfsArgv(connOf(cfg), cfg.boxMount), timeoutMs: 60_000 });
+  if (runner.dryRun) await runner.run(sshfsMountCmd(connOf(cfg), cfg.boxMount));
   else await mountBox(ctx);
   await fsck(ctx);
   reporter.line(`mount ${image} at ${mp} again`);

@@ -2,7 +2,7 @@ import { EXIT, HbsError } from '../core/errors.js';
 import type { Action, Step } from '../core/plan.js';
 import { dirExists, isEmptyOrMissing, mountAt } from '../lib/mounts.js';
 import { sshfsMountOptions, sshfsSource, type BoxConn } from '../lib/ssh.js';
-import type { Runner } from '../core/runner.js';
+import type { Cmd, Runner } from '../core/runner.js';
 import { boxConn, type InitContext } from '../init/context.js';
 import { blockingLock, describeLock, readLock } from '../lifecycle/lock.js';
 import { LockHeldError } from '../lifecycle/errors.js';
@@ -10,6 +10,11 @@ import { LockHeldError } from '../lifecycle/errors.js';
 /** The sshfs command that mounts the box with hbs's key and pinned host key. */
 export function sshfsArgv(c: BoxConn, target: string): string[] {
   return ['sshfs', '-o', sshfsMountOptions(c).join(','), sshfsSource(c), target];
+}
+
+/** The command that mounts the box: a session of its own, so closing the terminal cannot kill its ssh. */
+export function sshfsMountCmd(c: BoxConn, target: string): Cmd {
+  return { argv: sshfsArgv(c, target), timeoutMs: 60_000, detached: true };
 }
 
 /** 'yes' when `target` is the sshfs mount of exactly this box and path, 'no' when nothing is mounted, else what is. */
@@ -40,7 +45,7 @@ export const boxMountStep: Step<InitContext> = {
     const c = boxConn(ctx.opts);
     const actions: Action[] = [];
     if (!(await dirExists(ctx.opts.boxMount))) actions.push({ kind: 'mkdir', path: ctx.opts.boxMount, mode: 0o755 });
-    actions.push({ kind: 'run', cmd: { argv: sshfsArgv(c, ctx.opts.boxMount), timeoutMs: 60_000 } });
+    actions.push({ kind: 'run', cmd: sshfsMountCmd(c, ctx.opts.boxMount) });
     return actions;
   },
 };

@@ -95,7 +95,7 @@ export const keyUploadStep: Step<InitContext> = {
         run: async () => {
           const dir = await ctx.deps.mkTempDir('hbs-home-');
           const argv = passwordMountArgv(conn, dir);
-          const mounted = await ctx.runner.run({ argv, stdin: `${password ?? ''}\n`, secrets: password ? [password] : [], allowFail: true, timeoutMs: 60_000 });
+          const mounted = await ctx.runner.run({ argv, stdin: `${password ?? ''}\n`, secrets: password ? [password] : [], allowFail: true, timeoutMs: 60_000, detached: true });
           try {
             if (mounted.exitCode !== 0) {
               throw new HbsError(

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
-import { hbs, teardown } from './helpers.js';
+import { HBS, hbs, teardown } from './helpers.js';
+import { Terminal, tmuxMissing } from './terminal.js';
 import type { StatusReport } from '../../src/lifecycle/status.js';
 
 const skip = await e2eUnavailable();
@@ -215,6 +216,30 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
     expect(await readFile(join(b.mountPoint, 'before-drop'), 'utf8')).toBe('synced\n');
     expect((await statusJson(b)).code).toBe(0);
     expect((await hbs(['umount', ...cfg(b)])).exitCode).toBe(0);
+  });
+
+  it('a mount made from a terminal survives closing that terminal', async () => {
+    // sshfs's ssh would otherwise stay in the terminal's session and die of SIGHUP with it.
+    const missing = await tmuxMissing();
+    if (missing) throw new Error(missing);
+    expect((await hbs(['umount', ...cfg(a)])).exitCode).toBe(0);
+    const dir = await mkdtemp(join(tmpdir(), 'hbs-term-'));
+    const term = await Terminal.start(dir, [HBS, 'mount', ...cfg(a)]);
+    try {
+      expect(await term.exitCode()).toBe(0);
+    } finally {
+      await term.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+    await new Promise((r) => setTimeout(r, 1500));
+    await writeFile(join(a.mountPoint, 'after-terminal-closed'), 'still here\n');
+    await execa('sync');
+    const m = await execa('findmnt', ['--noheadings', '--output', 'OPTIONS', '--mountpoint', a.mountPoint]);
+    expect(m.stdout.split(',')).toContain('rw');
+    const { code, doc } = await statusJson(a);
+    expect(doc.filesystem.state).toBe('up');
+    expect(code).toBe(0);
+    expect((await hbs(['umount', ...cfg(a)])).exitCode).toBe(0);
   });
 
   it('status without a config is a clear error, exit 2', async () => {

@@ -177,6 +177,14 @@ describe('DryRunRunner', () => {
 });
 
 describe('RealRunner', () => {
+  it('starts a detached command in a session of its own (sshfs must survive the terminal closing)', async () => {
+    const script = ['sh', '-c', 'echo "$$ $(cut -d" " -f6 /proc/$$/stat)"'];
+    const [pid, sid] = (await new RealRunner().run({ argv: script, write: false, detached: true })).stdout.trim().split(' ');
+    expect(sid).toBe(pid);
+    const [pid2, sid2] = (await new RealRunner().run({ argv: script, write: false })).stdout.trim().split(' ');
+    expect(sid2).not.toBe(pid2);
+  });
+
   const SECRET = 'hunter2-S3cret';
 
   it('passes stdin and keeps the final newline', async () => {

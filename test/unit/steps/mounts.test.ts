@@ -102,7 +102,7 @@ describe('box-mount step', () => {
     const ctx = makeCtx(sb, { runner: new RecordingRunner() });
     expect(await boxMountStep.plan(ctx)).toEqual([
       { kind: 'mkdir', path: sb.boxMount, mode: 0o755 },
-      { kind: 'run', cmd: { argv: ['sshfs', '-o', sshfsOptions(sb), SSHFS_SOURCE, sb.boxMount], timeoutMs: 60_000 } },
+      { kind: 'run', cmd: { argv: ['sshfs', '-o', sshfsOptions(sb), SSHFS_SOURCE, sb.boxMount], timeoutMs: 60_000, detached: true } },
     ]);
   });
 
@@ -111,7 +111,7 @@ describe('box-mount step', () => {
     const ctx = makeCtx(sb, { runner: new RecordingRunner(), opts: { remotePath: '' } });
     const actions = await boxMountStep.plan(ctx);
     expect(actions).toEqual([
-      { kind: 'run', cmd: { argv: ['sshfs', '-o', sshfsOptions(sb), 'u123456@u123456.your-storagebox.de:', sb.boxMount], timeoutMs: 60_000 } },
+      { kind: 'run', cmd: { argv: ['sshfs', '-o', sshfsOptions(sb), 'u123456@u123456.your-storagebox.de:', sb.boxMount], timeoutMs: 60_000, detached: true } },
     ]);
   });
 });

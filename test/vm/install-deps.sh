@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what test/vm/run-in-vm needs to boot a throwaway VM (Debian/Ubuntu, as root):
+#   qemu-system-x86  the emulator          linux-image-amd64  a kernel + modules in /boot
+#   busybox-static   the initramfs         kmod               modprobe (module dependencies)
+#   cryptsetup-bin   LUKS, for the tests that run in the VM
+# Only what is missing is installed; --no-install-recommends keeps it to the ~100 MB needed.
+set -euo pipefail
+
+packages=(qemu-system-x86 linux-image-amd64 busybox-static kmod cryptsetup-bin)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all present: ${packages[*]}"
+  exit 0
+fi
+if ((EUID != 0)); then
+  echo "install-deps: must run as root to install: ${missing[*]}" >&2
+  echo "install-deps:   apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
