@@ -69,6 +69,24 @@ function assertPasswordOnlyOnStdin(runner: RecordingRunner): void {
 }
 
 describe('key-upload step: check', () => {
+  it('in a dry-run with the host key not pinned yet, probes with a throwaway known_hosts holding the confirmed key', async () => {
+    const probe = sftpProbe(sb, 0);
+    const kh = sb.tempDir('hbs-probe-', 0) + '/known_hosts';
+    const argv = probe.argv.map((a) => (a === `UserKnownHostsFile=${sb.knownHosts}` ? `UserKnownHostsFile=${kh}` : a));
+    let seen = '';
+    const runner = new RecordingRunner([{ ...probe, argv }]);
+    const run = runner.run.bind(runner);
+    runner.run = async (cmd) => {
+      seen = await readText(kh); // the throwaway file exists while the probe runs
+      return run(cmd);
+    };
+    const ctx = makeCtx(sb, { runner, state: { simulated: new Set(['host-key']), hostKey: { type: FIXTURE_KEY.type, blob: FIXTURE_KEY.blob, fingerprint: 'SHA256:x' } } });
+    await expect(keyUploadStep.check(ctx)).resolves.toEqual({ done: true, detail: `${USER}@${HOST} accepts ${sb.sshKey}` });
+    runner.assertDone();
+    expect(seen).toBe(`[${HOST}]:23 ${FIXTURE_KEY.type} ${FIXTURE_KEY.blob}\n`);
+    await expect(readText(kh)).rejects.toThrow(); // removed afterwards
+  });
+
   it('is done when the sftp key-login probe exits 0', async () => {
     const runner = new RecordingRunner([sftpProbe(sb, 0)]);
     await expect(keyUploadStep.check(makeCtx(sb, { runner }))).resolves.toEqual({ done: true, detail: `${USER}@${HOST} accepts ${sb.sshKey}` });
