@@ -6,6 +6,7 @@ import { PreflightError, UsageError } from '../core/errors.js';
 import { DryRunRunner } from '../core/dry-run-runner.js';
 import { RealRunner } from '../core/real-runner.js';
 import type { Runner } from '../core/runner.js';
+import { fileExists } from '../lib/fs-util.js';
 import { formatSize } from '../lib/size.js';
 import { MIN_IMAGE_BYTES } from '../lib/validate.js';
 import { checkGiven, completeAnswers, type GivenAnswers } from '../init/answers.js';
@@ -148,6 +149,13 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   // Asked before the summary, so that after its "yes" nothing else is asked.
   if (prompter && iv && password === undefined && !iv.keyLogin && !dryRun) password = await askPassword(prompter, opts.user);
   if (password) real.addSecret(password);
+  if (!prompter && password === undefined && !dryRun && !(await fileExists(opts.sshKey))) {
+    // A new key can only reach the box with the password: say so before anything changes.
+    throw new UsageError(
+      `no box password given, and ${opts.sshKey} does not exist yet: the new key has to be installed on the box once with the password`,
+      'pass it with --password-stdin (or in HBS_BOX_PASSWORD)',
+    );
+  }
 
   if (dryRun) {
     io.reporter.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');

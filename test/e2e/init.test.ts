@@ -182,6 +182,10 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
       expect(r.stderr).toContain(bad[1]);
       expect(r.stderr.trim().split('\n')[0]).toMatch(/^hbs: /);
     }
+    const noPassword = await hbs([...initArgs(['--config', fresh]), '--ssh-key', join(t, 'keys4', 'new key')]);
+    expect(noPassword.exitCode).toBe(2);
+    expect(noPassword.stderr).toContain('--password-stdin');
+    await expect(stat(join(t, 'keys4'))).rejects.toThrow();
     const mismatch = await hbs([...initArgs(['--config', fresh]), '--host-key-fingerprint', 'SHA256:' + 'A'.repeat(43)]);
     expect(mismatch.exitCode).toBe(2);
     expect(mismatch.stderr).toContain(box.hostKeyFingerprint);
