@@ -67,6 +67,7 @@ async function main(argv: string[]): Promise<number> {
     };
   };
   const globalConfig = (): string => program.opts<{ config: string }>().config;
+  const existingConfig = async (): Promise<string> => (await import('./lib/config-path.js')).requireConfigFile(globalConfig());
 
   program
     .command('mount')
@@ -76,8 +77,9 @@ async function main(argv: string[]): Promise<number> {
     .option('-n, --dry-run', 'print every change that would be made; make none')
     .option('-v, --verbose', 'show each command as it runs')
     .action(async (opts: { stealLock?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean }) => {
+      const config = await existingConfig();
       const { mountCommand } = await import('./commands/lifecycle.js');
-      await mountCommand({ ...opts, config: globalConfig() }, await lifecycleIo(opts));
+      await mountCommand({ ...opts, config }, await lifecycleIo(opts));
     });
 
   program
@@ -91,8 +93,9 @@ async function main(argv: string[]): Promise<number> {
     .option('-n, --dry-run', 'print every change that would be made; make none')
     .option('-v, --verbose', 'show each command as it runs')
     .action(async (opts: { force?: boolean; dryRun?: boolean; verbose?: boolean }) => {
+      const config = await existingConfig();
       const { umountCommand } = await import('./commands/lifecycle.js');
-      await umountCommand({ ...opts, config: globalConfig() }, await lifecycleIo(opts));
+      await umountCommand({ ...opts, config }, await lifecycleIo(opts));
     });
 
   program
@@ -101,13 +104,14 @@ async function main(argv: string[]): Promise<number> {
     .option('--json', 'print one JSON document (keys documented in the README)')
     .option('-v, --verbose', 'show each command as it runs')
     .action(async (opts: { json?: boolean; verbose?: boolean }) => {
+      const config = await existingConfig();
       const [{ statusCommand }, { renderStatus }, { MemoryReporter }] = await Promise.all([
         import('./commands/lifecycle.js'),
         import('./ui/status-view.js'),
         import('./ui/reporter.js'),
       ]);
       const io = opts.json ? { reporter: new MemoryReporter() } : await lifecycleIo(opts);
-      const report = await statusCommand({ ...opts, config: globalConfig() }, io);
+      const report = await statusCommand({ ...opts, config }, io);
       console.log(opts.json ? JSON.stringify(report, null, 2) : renderStatus(report, Boolean(process.stdout.isTTY) && !('NO_COLOR' in process.env)));
       resultCode = report.healthy ? EXIT.ok : EXIT.failed;
     });
