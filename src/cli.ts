@@ -80,12 +80,14 @@ async function main(argv: string[]): Promise<number> {
     .command('mount')
     .description('bring the stack up after a reboot or a dropped link: box (sshfs) → image (loop) → ext4')
     .option('--steal-lock', 'take over the lock of another machine (asks first; with --yes it does not)')
+    .option('--luks-key-file <path>', 'encrypted image: open it with this key file (else the unattended key, else a passphrase prompt)')
+    .option('--luks-key-stdin', 'encrypted image: the key is stdin, byte for byte (for a passphrase: printf %s "$PW" | hbs mount --luks-key-stdin)')
     .option('-y, --yes', 'never ask')
     .option('-n, --dry-run', 'print every change that would be made; make none')
     .option('-v, --verbose', 'show each command as it runs')
-    .action(async (opts: { stealLock?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean }) => {
+    .action(async (opts: { stealLock?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean; luksKeyFile?: string; luksKeyStdin?: boolean }) => {
       const { mountCommand } = await import('./commands/lifecycle.js');
-      await mountCommand({ ...opts, config: globalConfig() }, await lifecycleIo(opts));
+      await mountCommand({ ...opts, config: globalConfig() }, { ...(await lifecycleIo(opts)), readStdinBytes });
     });
 
   program
@@ -152,6 +154,12 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     return report(err);
   }
+}
+
+async function readStdinBytes(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 async function readStdin(): Promise<string> {
