@@ -36,6 +36,14 @@ async function main(argv: string[]): Promise<number> {
     .addOption(new Option('--force', 'allow an image larger than the free space on the box'))
     .option('--adopt', 'use an ext4 image already on the box as it is (a reinstalled server): no mkfs')
     .option('--force-format', 'erase an existing image and format it anew (asks to type its name; never with --yes)')
+    .option('--encrypt', 'LUKS2-encrypt the image (keys: a passphrase and/or a key file)')
+    .option('--luks-passphrase-stdin', 'with --encrypt: read the LUKS passphrase from stdin (else $HBS_LUKS_PASSPHRASE, else a prompt)')
+    .option('--luks-key-file <path>', 'with --encrypt: an existing key file for a key slot')
+    .option('--luks-generate-key', 'with --encrypt: generate a 64-byte key file in /dev/shm for a key slot (copy it offline)')
+    .option('--luks-keep-key', 'keep the generated key file on this server after init (default: overwrite and delete it)')
+    .option('--luks-unattended', 'keep a key at /etc/hbs/<name>.key (0400) so mounts need no one (root here can read it)')
+    .option('--luks-header-backup <path>', 'where to back up the LUKS header (default: /etc/hbs/<name>.luks-header)')
+    .option('--luks-name <name>', 'device-mapper name (default: hbs-<image name>)')
     .option('-y, --yes', 'never ask; fail listing what is missing')
     .option('-n, --dry-run', 'print every change that would be made; make none')
     .option('-v, --verbose', 'show each command as it runs (secrets redacted)')
@@ -73,13 +81,15 @@ async function main(argv: string[]): Promise<number> {
     .command('mount')
     .description('bring the stack up after a reboot or a dropped link: box (sshfs) → image (loop) → ext4')
     .option('--steal-lock', 'take over the lock of another machine (asks first; with --yes it does not)')
+    .option('--luks-key-file <path>', 'encrypted image: open it with this key file (else the unattended key, else a passphrase prompt)')
+    .option('--luks-key-stdin', 'encrypted image: the key is stdin, byte for byte (for a passphrase: printf %s "$PW" | hbs mount --luks-key-stdin)')
     .option('-y, --yes', 'never ask')
     .option('-n, --dry-run', 'print every change that would be made; make none')
     .option('-v, --verbose', 'show each command as it runs')
-    .action(async (opts: { stealLock?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean }) => {
+    .action(async (opts: { stealLock?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean; luksKeyFile?: string; luksKeyStdin?: boolean }) => {
       const config = await existingConfig();
       const { mountCommand } = await import('./commands/lifecycle.js');
-      await mountCommand({ ...opts, config }, await lifecycleIo(opts));
+      await mountCommand({ ...opts, config }, { ...(await lifecycleIo(opts)), readStdinBytes });
     });
 
   program
@@ -148,6 +158,12 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     return report(err);
   }
+}
+
+async function readStdinBytes(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 async function readStdin(): Promise<string> {

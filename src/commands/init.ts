@@ -20,9 +20,10 @@ import { askPassword, confirmChanges, decideOnExistingImage, interview, offerIns
 import { ExistingImageError } from '../steps/image.js';
 import { readMachineId } from '../lifecycle/context.js';
 import type { Reporter } from '../ui/reporter.js';
+import { encryptionSummary, resolveEncryption, type EncryptFlags } from '../init/encrypt.js';
 
 /** Raw flags as commander hands them over. */
-export interface InitCliFlags {
+export interface InitCliFlags extends EncryptFlags {
   user?: string;
   host?: string;
   port?: string;
@@ -141,6 +142,15 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
     formatConfirmed: false,
     sizeGiven: flags.size !== undefined,
   };
+  const enc = await resolveEncryption(flags, { reporter: io.reporter, prompter, readStdin: io.readStdin, env: io.env }, {
+    image: opts.image,
+    config: opts.config,
+    dryRun,
+    passwordStdin: Boolean(flags.passwordStdin),
+  });
+  if (enc) opts.encrypt = enc.opts;
+  const luksKeys = enc?.keys;
+  for (const k of luksKeys ?? []) if (k.kind === 'passphrase') real.addSecret(Buffer.from(k.bytes).toString('utf8'));
   if (opts.forceFormat && !prompter) {
     throw new UsageError('--force-format erases an existing image: it needs its name typed at a prompt, which --yes or a missing terminal cannot do');
   }
@@ -159,7 +169,7 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
 
   if (dryRun) {
     io.reporter.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');
-    const ctx: InitContext = { opts, runner: new DryRunRunner(real, (l) => io.reporter.line(l)), reporter: io.reporter, deps, password, state: newState() };
+    const ctx: InitContext = { opts, runner: new DryRunRunner(real, (l) => io.reporter.line(l)), reporter: io.reporter, deps, password, luksKeys, state: newState() };
     await runSteps(ctx);
     summary(ctx);
     return;
@@ -184,7 +194,7 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
     runDeps = { ...made, uuid: () => uuids.shift() ?? made.uuid() };
   }
 
-  const ctx: InitContext = { opts, runner: real, reporter: io.reporter, deps: runDeps, password, state: newState() };
+  const ctx: InitContext = { opts, runner: real, reporter: io.reporter, deps: runDeps, password, luksKeys, state: newState() };
   try {
     await runSteps(ctx);
   } catch (err) {
@@ -196,6 +206,8 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
     await runSteps(ctx);
   }
   summary(ctx);
+  // Only after success: on a failure a generated key file may already guard a key slot, so it stays.
+  await enc?.finish();
 }
 
 /** The dry-run plan, and the UUIDs it made up; an image found on the box is decided on here, before the summary. */
@@ -227,6 +239,7 @@ function summary(ctx: InitContext): void {
   r.info('');
   r.info(`The box ${o.user}@${o.host} is mounted at ${o.boxMount}.`);
   r.info(`The image ${imagePathOf(o)} (${formatSize(ctx.state.image.sizeBytes ?? ctx.state.existingConfig?.image.sizeBytes ?? o.size)}, ext4${ctx.state.image.adopted ? ', adopted' : ''}) is mounted at ${o.mountPoint}.`);
+  if (o.encrypt) for (const line of encryptionSummary(o.encrypt)) r.info(line);
   r.info(`Config: ${o.config}${o.fstab ? `; fstab block in ${o.fstab}` : '; no fstab entries (--no-fstab)'}.`);
   r.info('\nBack up with owners, groups, modes, hard links, ACLs and xattrs intact:');
   r.info(`  rsync -aHAX --numeric-ids SRC/ ${o.mountPoint}/`);

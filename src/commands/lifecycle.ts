@@ -5,7 +5,8 @@ import { EXIT, HbsError, UsageError } from '../core/errors.js';
 import { DryRunRunner } from '../core/dry-run-runner.js';
 import { RealRunner } from '../core/real-runner.js';
 import type { Runner } from '../core/runner.js';
-import { readConfig } from '../lib/config.js';
+import { imagePath, readConfig, type Config } from '../lib/config.js';
+import { passphraseKey, readKeyFile } from '../lib/luks.js';
 import type { Prompter } from '../init/prompter.js';
 import { readMachineId, type LifecycleContext, type LifecycleDeps } from '../lifecycle/context.js';
 import { LockHeldError, mountStack } from '../lifecycle/mount-stack.js';
@@ -20,6 +21,9 @@ export interface LifecycleFlags {
   force?: boolean;
   stealLock?: boolean;
   yes?: boolean;
+  /** Encrypted images: a key file, or the key's exact bytes on stdin (else the config's unattended key, else a prompt). */
+  luksKeyFile?: string;
+  luksKeyStdin?: boolean;
 }
 
 export interface LifecycleIo {
@@ -27,6 +31,41 @@ export interface LifecycleIo {
   prompter?: () => Promise<Prompter>;
   runner?: Runner;
   deps?: LifecycleDeps;
+  /** Raw stdin (for --luks-key-stdin). */
+  readStdinBytes?: () => Promise<Buffer>;
+}
+
+/** Where an encrypted image's key comes from, in this order: --luks-key-file, --luks-key-stdin, the unattended key, a prompt. */
+export function keySource(cfg: Config, flags: LifecycleFlags, io: LifecycleIo): LifecycleContext['luks'] {
+  if (!cfg.encryption) return undefined;
+  if (flags.luksKeyFile && flags.luksKeyStdin) throw new UsageError('--luks-key-file and --luks-key-stdin exclude each other');
+  if (flags.luksKeyFile) {
+    const path = resolve(flags.luksKeyFile);
+    return { key: () => readKeyFile(path) };
+  }
+  if (flags.luksKeyStdin) {
+    const read = io.readStdinBytes;
+    if (!read) throw new UsageError('--luks-key-stdin: no stdin here');
+    return {
+      key: async () => {
+        const bytes = await read();
+        if (bytes.length === 0) throw new UsageError('--luks-key-stdin: nothing came in on stdin');
+        return { kind: 'keyfile', bytes, label: 'key from stdin' };
+      },
+    };
+  }
+  const unattended = cfg.encryption.unattendedKeyFile;
+  if (unattended) return { key: () => readKeyFile(unattended) };
+  if (!io.prompter) return {};
+  const prompter = io.prompter;
+  return {
+    canRetry: true,
+    key: async (attempt) => {
+      const p = await prompter();
+      const pw = await p.password({ message: `LUKS passphrase for ${imagePath(cfg)}${attempt > 1 ? ` (attempt ${attempt} of 3)` : ''}:` });
+      return passphraseKey(pw);
+    },
+  };
 }
 
 export function defaultLifecycleDeps(): LifecycleDeps {
@@ -46,6 +85,7 @@ async function context(flags: LifecycleFlags, io: LifecycleIo): Promise<Lifecycl
     reporter: io.reporter,
     deps: io.deps ?? defaultLifecycleDeps(),
     opts: { force: Boolean(flags.force), stealLock: false, verbose: Boolean(flags.verbose) },
+    luks: keySource(cfg, flags, io),
   };
 }
 

@@ -9,7 +9,13 @@ export interface Expectation {
   /** When set, the command must (or must not) be marked as a write. */
   write?: boolean;
   /** When set, the stdin the command must receive. */
-  stdin?: string;
+  stdin?: string | Uint8Array;
+}
+
+function sameStdin(a: string | Uint8Array | undefined, b: string | Uint8Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  // A test may spell a passphrase sent as bytes as a string: compare the bytes (utf-8).
+  return Buffer.from(a).equals(Buffer.from(b));
 }
 
 /**
@@ -58,7 +64,7 @@ export class RecordingRunner implements Runner {
     if (next.write !== undefined && next.write !== isWrite(cmd)) {
       return Promise.reject(new Error(`command ${formatCmd(cmd)} should ${next.write ? '' : 'not '}be marked as a write`));
     }
-    if (next.stdin !== undefined && next.stdin !== cmd.stdin) {
+    if (next.stdin !== undefined && !sameStdin(next.stdin, cmd.stdin)) {
       return Promise.reject(new Error(`command ${formatCmd(cmd)} got unexpected stdin`));
     }
     this.queue.shift();

@@ -4,8 +4,8 @@
  */
 export interface Cmd {
   argv: readonly string[];
-  /** Data for the program's stdin (e.g. a password). Never logged. */
-  stdin?: string;
+  /** Data for the program's stdin (e.g. a password, or a binary LUKS key). Never logged. */
+  stdin?: string | Uint8Array;
   /** Strings that must never appear in logs or errors (stdin is never logged anyway). */
   secrets?: readonly string[];
   /**

@@ -19,6 +19,10 @@ const RETRY = 're-run the same `hbs grow` once that is sorted out; nothing was c
  */
 export async function gatherFacts(runner: Runner, cfg: Config, configPath: string, deps: GrowDeps): Promise<GrowFacts> {
   const image = imagePath(cfg);
+  if (cfg.encryption) {
+    // Not built yet: the crypt layer (losetup -c → cryptsetup resize with the key → resize2fs on the mapping).
+    throw new HbsError(`${image} is encrypted (LUKS2); hbs grow cannot grow encrypted images yet; nothing was changed`, EXIT.usage);
+  }
   const box = await inspectBox(runner, cfg);
   if (box.state !== 'up' || box.totalBytes === undefined || box.freeBytes === undefined) {
     throw new HbsError(`the box is ${box.state === 'up' ? 'not answering' : box.state}: ${box.detail}; the image cannot be reached, nothing was changed`, EXIT.failed, '`hbs mount` brings the stack up (`hbs status` shows each layer); then re-run');

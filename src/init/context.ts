@@ -4,6 +4,7 @@ import type { Config } from '../lib/config.js';
 import type { HostKey } from '../lib/host-keys.js';
 import type { BoxConn } from '../lib/ssh.js';
 import type { Reporter } from '../ui/reporter.js';
+import type { LuksKey } from '../lib/luks.js';
 import type { InitOptions } from './options.js';
 
 /** What the machine looks like to the steps; injected so tests can describe any machine. */
@@ -38,6 +39,8 @@ export interface InitState {
   mountOptions: string[];
   mkfsExtended: string[];
   box?: { totalBytes: number; freeBytes: number };
+  /** With --encrypt: the LUKS2 container exists on the image (formatted here, or found). */
+  luks?: { formatted: boolean };
 }
 
 export interface InitContext {
@@ -47,6 +50,8 @@ export interface InitContext {
   deps: Deps;
   /** The box password, when key login has to be set up. Never logged. */
   password?: string;
+  /** With --encrypt: the keys for the key slots (passphrase first, then the key file). Never logged. */
+  luksKeys?: LuksKey[];
   state: InitState;
 }
 
@@ -67,6 +72,11 @@ export function boxConn(o: InitOptions): BoxConn {
 
 export function imagePathOf(o: Pick<InitOptions, 'boxMount' | 'image'>): string {
   return `${o.boxMount}/${o.image}`;
+}
+
+/** What mkfs formats and the filesystem is mounted from: the mapping when encrypted, else the image file. */
+export function fsDeviceOf(o: Pick<InitOptions, 'boxMount' | 'image' | 'encrypt'>): string {
+  return o.encrypt ? `/dev/mapper/${o.encrypt.mapperName}` : imagePathOf(o);
 }
 
 export function newState(): InitState {

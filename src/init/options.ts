@@ -116,5 +116,18 @@ export interface InitFlags {
   yes: boolean;
 }
 
+/** `hbs init --encrypt`: which keys go into the LUKS2 key slots. Secrets are held in InitContext, not here. */
+export interface EncryptOptions {
+  mapperName: string;
+  /** A passphrase goes into a key slot (typed, --luks-passphrase-stdin or HBS_LUKS_PASSPHRASE). */
+  passphrase: boolean;
+  /** A key file goes into a key slot: an existing one (given) or one generated under /dev/shm. */
+  keyFile?: { path: string; generated: boolean; keep: boolean };
+  /** Where luksHeaderBackup writes (a local file, 0600). */
+  headerBackup: string;
+  /** Keep a key at /etc/hbs/<mapperName>.key (0400) so the stack can come up at boot. */
+  unattendedKeyFile: string | null;
+}
+
 /** Resolved options: every answer validated (size in bytes), plus the behaviour flags. */
-export type InitOptions = InitAnswers & InitFlags;
+export type InitOptions = InitAnswers & InitFlags & { encrypt?: EncryptOptions };

@@ -3,7 +3,7 @@ import type { Step } from '../core/plan.js';
 import type { Runner } from '../core/runner.js';
 import type { Reporter } from '../ui/reporter.js';
 import { newState, type InitContext } from './context.js';
-import { INIT_STEPS, runSteps } from './run-init.js';
+import { initStepsFor, runSteps } from './run-init.js';
 
 type Report =
   | { kind: 'stepDone'; title: string; detail?: string }
@@ -57,9 +57,9 @@ export class CapturingReporter implements Reporter {
  * run, changes are only described), with a state of its own so the real run starts fresh.
  */
 export async function previewSteps(
-  base: Pick<InitContext, 'opts' | 'deps'>,
+  base: Pick<InitContext, 'opts' | 'deps'> & { luksKeys?: InitContext['luksKeys'] },
   real: Runner,
-  steps: readonly Step<InitContext>[] = INIT_STEPS,
+  steps: readonly Step<InitContext>[] = initStepsFor(base.opts),
 ): Promise<CapturingReporter> {
   const reporter = new CapturingReporter();
   const ctx: InitContext = {

@@ -9,6 +9,7 @@ import { fstabStep } from '../steps/fstab.js';
 import { hostKeyStep } from '../steps/host-key.js';
 import { imageStep } from '../steps/image.js';
 import { keyUploadStep } from '../steps/key-upload.js';
+import { luksFormatStep, luksOpenStep } from '../steps/luks.js';
 import { mkfsStep } from '../steps/mkfs.js';
 import { sshKeyStep } from '../steps/ssh-key.js';
 import { targetsStep } from '../steps/targets.js';
@@ -33,12 +34,19 @@ export const INIT_STEPS: readonly Step<InitContext>[] = [
   fstabStep,
 ];
 
+/** The steps for these options: with --encrypt, LUKS format and open come between the image and mkfs. */
+export function initStepsFor(o: { encrypt?: unknown }): readonly Step<InitContext>[] {
+  if (!o.encrypt) return INIT_STEPS;
+  const at = INIT_STEPS.indexOf(mkfsStep);
+  return [...INIT_STEPS.slice(0, at), luksFormatStep, luksOpenStep, ...INIT_STEPS.slice(at)];
+}
+
 export type { StepOutcome } from '../core/run-steps.js';
 
 const HINT = 're-run `hbs init` with the same answers: finished steps are skipped';
 
 /** Runs (or, with a dry-run runner, prints) every init step in order. */
-export async function runSteps(ctx: InitContext, steps: readonly Step<InitContext>[] = INIT_STEPS): Promise<StepOutcome[]> {
+export async function runSteps(ctx: InitContext, steps: readonly Step<InitContext>[] = initStepsFor(ctx.opts)): Promise<StepOutcome[]> {
   ctx.state.existingConfig ??= await readConfig(ctx.opts.config);
   return runStepList(ctx, steps, {
     runner: ctx.runner,

@@ -5,6 +5,20 @@ import { formatIssues } from './validate.js';
 
 export const CONFIG_VERSION = 1;
 
+export const encryptionSchema = z.object({
+  type: z.literal('luks2'),
+  /** Device-mapper name: the filesystem lives on /dev/mapper/<mapperName>. */
+  mapperName: z.string().regex(/^[A-Za-z0-9_.+-]+$/),
+  /** Which kinds of key init put in the key slots (the secrets themselves are never recorded). */
+  keys: z.array(z.enum(['passphrase', 'keyfile'])).min(1),
+  /** The local header backup made at init (0600). */
+  headerBackup: z.string().min(1),
+  /** With --luks-unattended: the key kept on this machine (0400) so the stack comes up at boot. */
+  unattendedKeyFile: z.string().min(1).nullable(),
+});
+
+export type EncryptionConfig = z.infer<typeof encryptionSchema>;
+
 /** What `hbs init` records, and every later command reads. Written with mode 0600. */
 export const configSchema = z.object({
   version: z.literal(CONFIG_VERSION),
@@ -33,6 +47,8 @@ export const configSchema = z.object({
   }),
   /** The fstab hbs manages a block in, or null with --no-fstab. */
   fstab: z.string().nullable(),
+  /** LUKS2 on the image (hbs init --encrypt); absent for a plain image, so older configs stay valid. */
+  encryption: encryptionSchema.optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;

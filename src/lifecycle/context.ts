@@ -3,6 +3,7 @@ import type { Runner } from '../core/runner.js';
 import type { Config } from '../lib/config.js';
 import type { BoxConn } from '../lib/ssh.js';
 import type { Reporter } from '../ui/reporter.js';
+import type { LuksKey } from '../lib/luks.js';
 
 export interface LifecycleDeps {
   now(): Date;
@@ -26,6 +27,8 @@ export interface LifecycleContext {
   reporter: Reporter;
   deps: LifecycleDeps;
   opts: LifecycleOptions;
+  /** Encrypted images: where the key comes from (attempt counts from 1), and the key once verified. */
+  luks?: { key?: (attempt: number) => Promise<LuksKey>; canRetry?: boolean; verified?: LuksKey };
 }
 
 export function connOf(cfg: Config): BoxConn {

@@ -7,6 +7,7 @@ import { sshfsMountCmd } from '../steps/box-mount.js';
 import { mountArgv } from '../steps/fs-mount.js';
 import { probeSignature, statFile } from '../steps/image.js';
 import { connOf, type LifecycleContext } from './context.js';
+import { closeCrypt, fsDevice, inspectCrypt, openCrypt, verifiedKey } from './crypt.js';
 import { LockHeldError } from './errors.js';
 export { LockHeldError } from './errors.js';
 import { sshfsPidsFor } from './holders.js';
@@ -37,6 +38,11 @@ async function verifyImage(ctx: LifecycleContext): Promise<void> {
   const facts = await statFile(ctx.runner, image);
   if (!facts) throw new HbsError(`the image ${image} is not on the box`, EXIT.failed, 'check --remote-path and the box; `hbs status` shows each layer');
   const sig = await probeSignature(ctx.runner, image);
+  if (ctx.cfg.encryption) {
+    // The ext4 UUID is behind the key: checked once the mapping is open (openCrypt).
+    if (sig.TYPE !== 'crypto_LUKS') throw new HbsError(`${image} is not a LUKS container (found ${sig.TYPE ?? 'nothing recognisable'}), but ${ctx.configPath} says it is encrypted; not mounting it`);
+    return;
+  }
   if (sig.TYPE !== 'ext4' || sig.UUID !== ctx.cfg.image.uuid) {
     throw new HbsError(
       `${image} is not the filesystem in ${ctx.configPath} (found ${sig.TYPE ?? 'no filesystem'}${sig.UUID ? ` UUID ${sig.UUID}` : ''}, expected ext4 UUID ${ctx.cfg.image.uuid}); not mounting it`,
@@ -75,7 +81,10 @@ async function takeLock(ctx: LifecycleContext): Promise<void> {
 /** Read-only checks before the lock is taken: a refusal here leaves no lock behind. */
 async function checkFsTarget(ctx: LifecycleContext): Promise<void> {
   const image = imagePath(ctx.cfg);
-  const attached = await loopsFor(ctx.runner, image);
+  const crypt = await inspectCrypt(ctx.runner, ctx.cfg);
+  if (crypt?.state === 'conflict') throw new HbsError(crypt.detail, EXIT.usage, 'close that mapping (`cryptsetup close`) or fix the config');
+  // An open mapping on this image holds its own loop device: that one is ours.
+  const attached = crypt?.state === 'open' ? [] : await loopsFor(ctx.runner, image);
   if (attached.length > 0) {
     throw new HbsError(
       `${image} is already attached as ${attached.join(', ')} (by another config or by hand); hbs will not attach it a second time`,
@@ -89,14 +98,36 @@ async function checkFsTarget(ctx: LifecycleContext): Promise<void> {
 
 async function mountFs(ctx: LifecycleContext): Promise<void> {
   const { cfg } = ctx;
-  const image = imagePath(cfg);
   const mp = cfg.filesystem.mountPoint;
   await changeDir(ctx, mp);
-  await ctx.runner.run({ argv: mountArgv(image, mp, cfg.filesystem.mountOptions), timeoutMs: 120_000 });
+  await ctx.runner.run({ argv: mountArgv(fsDevice(cfg), mp, cfg.filesystem.mountOptions), timeoutMs: 120_000 });
   if (ctx.runner.dryRun) return;
   const box = await inspectBox(ctx.runner, cfg);
   const after = await inspectFs(ctx.runner, cfg, box);
   if (after.state !== 'up') throw new HbsError(`the filesystem did not come up at ${mp}: ${after.detail}`);
+}
+
+/**
+ * Lock, (encrypted: open the mapping with a key checked beforehand — a wrong key changes nothing),
+ * mount. A failure after the mapping was opened here closes it again.
+ */
+async function bringUpFs(ctx: LifecycleContext, opts: { fsckFirst?: boolean } = {}): Promise<void> {
+  const crypt = await inspectCrypt(ctx.runner, ctx.cfg);
+  const key = crypt?.state === 'closed' ? await verifiedKey(ctx) : undefined;
+  await takeLock(ctx);
+  if (!key) {
+    if (opts.fsckFirst) await fsck(ctx);
+    await mountFs(ctx);
+    return;
+  }
+  await openCrypt(ctx, key);
+  try {
+    if (opts.fsckFirst) await fsck(ctx);
+    await mountFs(ctx);
+  } catch (err) {
+    if (!ctx.runner.dryRun) await closeCrypt(ctx, true);
+    throw err;
+  }
 }
 
 /** Tears a broken stack down (lazily where it must) and brings it up again with an fsck between. */
@@ -115,6 +146,7 @@ async function repair(ctx: LifecycleContext, state: StackState): Promise<void> {
       await runner.run({ argv: ['umount', '--lazy', mp] });
     }
   }
+  if (cfg.encryption && (await closeCrypt(ctx, true))) reporter.line(`closed ${fsDevice(cfg)}`);
   for (const dev of await loopsFor(runner, image)) {
     reporter.line(`detach ${dev}`);
     await runner.run({ argv: ['losetup', '--detach', dev], allowFail: true });
@@ -135,22 +167,22 @@ async function repair(ctx: LifecycleContext, state: StackState): Promise<void> {
   // loop devices would show the broken stack, so only the commands are printed from here on.
   if (runner.dryRun) await runner.run(sshfsMountCmd(connOf(cfg), cfg.boxMount));
   else await mountBox(ctx);
-  await fsck(ctx);
+  // Encrypted: the filesystem is only reachable once the mapping is open again, so fsck comes after.
+  if (!cfg.encryption) await fsck(ctx);
   reporter.line(`mount ${image} at ${mp} again`);
   if (runner.dryRun) {
-    reporter.line(`! verify ${image} (ext4 UUID ${cfg.image.uuid}), take the lock, attach and mount it at ${mp}`);
+    reporter.line(`! verify ${image} (${cfg.encryption ? 'LUKS, then ' : ''}ext4 UUID ${cfg.image.uuid}), take the lock, ${cfg.encryption ? 'open it, e2fsck -p it' : 'attach'} and mount it at ${mp}`);
     return;
   }
   await verifyImage(ctx);
   await assertLockAvailable(ctx);
   await checkFsTarget(ctx);
-  await takeLock(ctx);
-  await mountFs(ctx);
+  await bringUpFs(ctx, { fsckFirst: Boolean(cfg.encryption) });
 }
 
 /** `e2fsck -p` on the image; the full output goes to a log file next to the config. */
 async function fsck(ctx: LifecycleContext): Promise<void> {
-  const image = imagePath(ctx.cfg);
+  const image = fsDevice(ctx.cfg);
   const argv = ['e2fsck', '-p', image];
   if (ctx.runner.dryRun) {
     await ctx.runner.run({ argv });
@@ -209,9 +241,8 @@ export async function mountStack(ctx: LifecycleContext): Promise<MountOutcome> {
   await verifyImage(ctx);
   await assertLockAvailable(ctx);
   await checkFsTarget(ctx);
-  await takeLock(ctx);
-  await mountFs(ctx);
-  reporter.stepDone('Filesystem', `${imagePath(cfg)} at ${cfg.filesystem.mountPoint}`);
+  await bringUpFs(ctx);
+  reporter.stepDone('Filesystem', `${imagePath(cfg)} at ${cfg.filesystem.mountPoint}${cfg.encryption ? ` (${fsDevice(cfg)})` : ''}`);
   return { box, fs: 'mounted' };
 }
 

@@ -3,6 +3,7 @@ import { imagePath, type Config } from '../lib/config.js';
 import { loopBackingFile, mountAt } from '../lib/mounts.js';
 import { sshfsSource } from '../lib/ssh.js';
 import { spaceOf } from '../steps/box-space.js';
+import { mappingActive, mapperPath } from '../lib/luks.js';
 import { connOf } from './context.js';
 
 export type LayerState = 'up' | 'down' | 'broken' | 'conflict';
@@ -61,7 +62,13 @@ export async function inspectFs(runner: Runner, cfg: Config, box: BoxLayer): Pro
   const image = imagePath(cfg);
   const m = await mountAt(runner, cfg.filesystem.mountPoint);
   if (!m) return { state: 'down', detail: `${cfg.filesystem.mountPoint}: not mounted` };
-  const backing = m.source.startsWith('/dev/loop') ? await loopBackingFile(runner, m.source) : undefined;
+  const backing = cfg.encryption
+    ? m.source === mapperPath(cfg.encryption.mapperName) && (await mappingActive(runner, cfg.encryption.mapperName))?.backing === image
+      ? image
+      : undefined
+    : m.source.startsWith('/dev/loop')
+      ? await loopBackingFile(runner, m.source)
+      : undefined;
   if (backing !== image) {
     return { state: 'conflict', detail: `${cfg.filesystem.mountPoint} holds ${backing ?? m.source} (${m.fstype}), not ${image}` };
   }

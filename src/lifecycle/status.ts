@@ -8,6 +8,9 @@ import { statFile } from '../steps/image.js';
 import { verifyTab } from '../steps/fstab.js';
 import { connOf, type LifecycleContext } from './context.js';
 import { readLock } from './lock.js';
+import { inspectCrypt } from './crypt.js';
+import { luksInfo, mapperPath } from '../lib/luks.js';
+import { fileExists } from '../lib/fs-util.js';
 import { inspectStack } from './stack.js';
 
 /** `hbs status --json`: stable keys, documented in the README. */
@@ -19,6 +22,32 @@ export interface StatusReport {
   filesystem: { state: string; detail: string; mountPoint: string; device: string | null; uuid: string; sizeBytes: number | null; usedBytes: number | null; freeBytes: number | null };
   fstab: { state: 'ok' | 'missing' | 'invalid' | 'disabled'; path: string | null; detail: string };
   lock: { state: 'free' | 'ours' | 'other' | 'unreadable' | 'unknown'; hostname: string | null; machineId: string | null; pid: number | null; time: string | null };
+  /** null for a plain image. keySlots/cipher are null when the header cannot be read (box down). */
+  encryption: {
+    state: 'open' | 'closed' | 'conflict';
+    detail: string;
+    device: string;
+    cipher: string | null;
+    keySlots: string[] | null;
+    headerBackup: { path: string; present: boolean };
+    unattendedKeyFile: string | null;
+  } | null;
+}
+
+async function encryptionState(ctx: LifecycleContext, imageThere: boolean): Promise<StatusReport['encryption']> {
+  const enc = ctx.cfg.encryption;
+  if (!enc) return null;
+  const crypt = await inspectCrypt(ctx.runner, ctx.cfg);
+  const info = imageThere ? await luksInfo(ctx.runner, imagePath(ctx.cfg)).catch(() => undefined) : undefined;
+  return {
+    state: crypt?.state ?? 'closed',
+    detail: crypt?.detail ?? '',
+    device: mapperPath(enc.mapperName),
+    cipher: info?.cipher ?? crypt?.mapping?.cipher ?? null,
+    keySlots: info?.keySlots ?? null,
+    headerBackup: { path: enc.headerBackup, present: await fileExists(enc.headerBackup) },
+    unattendedKeyFile: enc.unattendedKeyFile,
+  };
 }
 
 async function fsSpace(ctx: LifecycleContext, mp: string): Promise<{ size: number; used: number; free: number } | undefined> {
@@ -98,12 +127,14 @@ export async function collectStatus(ctx: LifecycleContext, mkTemp: () => Promise
         ? { state: lock.state, hostname: null, machineId: null, pid: null, time: null }
         : { state: lock.state, hostname: lock.lock.hostname, machineId: lock.lock.machineId, pid: lock.lock.pid, time: lock.lock.time }
       : { state: 'unknown', hostname: null, machineId: null, pid: null, time: null },
+    encryption: await encryptionState(ctx, image !== undefined),
   };
   report.healthy =
     report.box.state === 'up' &&
     report.image.exists &&
     report.filesystem.state === 'up' &&
     (report.fstab.state === 'ok' || report.fstab.state === 'disabled') &&
-    report.lock.state === 'ours';
+    report.lock.state === 'ours' &&
+    (report.encryption === null || (report.encryption.state === 'open' && report.encryption.headerBackup.present));
   return report;
 }

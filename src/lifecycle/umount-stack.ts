@@ -1,6 +1,7 @@
 import { EXIT, HbsError } from '../core/errors.js';
 import { imagePath } from '../lib/config.js';
 import type { LifecycleContext } from './context.js';
+import { closeCrypt } from './crypt.js';
 import { holdersOf, type Holder } from './holders.js';
 import { readLock, releaseLock } from './lock.js';
 import { inspectBox, inspectFs, loopsFor } from './stack.js';
@@ -57,6 +58,12 @@ export async function umountStack(ctx: LifecycleContext): Promise<UmountOutcome>
   if (fs === 'lazy') {
     reporter.warn(`keeping the box mounted at ${cfg.boxMount}: the lazily detached filesystem still uses it`);
     return { fs, box: 'kept' };
+  }
+
+  // Unmount first, then close the mapping (closing under a mounted filesystem is refused, and wrong).
+  if (cfg.encryption) {
+    if (await closeCrypt(ctx)) reporter.stepDone('Encryption', `/dev/mapper/${cfg.encryption.mapperName} closed`);
+    else reporter.stepSkipped('Encryption', `/dev/mapper/${cfg.encryption.mapperName} not open`);
   }
 
   if (box.state !== 'down') {

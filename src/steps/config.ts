@@ -23,6 +23,17 @@ export function buildConfig(ctx: InitContext): Config {
     },
     filesystem: { mountPoint: o.mountPoint, mountOptions: ctx.state.mountOptions },
     fstab: o.fstab,
+    ...(o.encrypt
+      ? {
+          encryption: {
+            type: 'luks2' as const,
+            mapperName: o.encrypt.mapperName,
+            keys: [...(o.encrypt.passphrase ? (['passphrase'] as const) : []), ...(o.encrypt.keyFile ? (['keyfile'] as const) : [])],
+            headerBackup: o.encrypt.headerBackup,
+            unattendedKeyFile: o.encrypt.unattendedKeyFile,
+          },
+        }
+      : {}),
   };
 }
 

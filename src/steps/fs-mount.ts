@@ -1,12 +1,14 @@
 import { EXIT, HbsError } from '../core/errors.js';
 import type { Action, Step } from '../core/plan.js';
 import { dirExists, isEmptyOrMissing, loopBackingFile, mountAt } from '../lib/mounts.js';
-import { imagePathOf, type InitContext } from '../init/context.js';
+import { fsDeviceOf, imagePathOf, type InitContext } from '../init/context.js';
 import { blockingLock, describeLock, lockPath, newLock, readLock, writeLock } from '../lifecycle/lock.js';
 import { LockHeldError } from '../lifecycle/errors.js';
 
+/** Mounts the image through a loop device, or (encrypted) the open mapping /dev/mapper/NAME as it is. */
 export function mountArgv(image: string, mountPoint: string, mountOptions: readonly string[]): string[] {
-  return ['mount', '-t', 'ext4', '-o', ['loop', ...mountOptions].join(','), image, mountPoint];
+  const viaLoop = !image.startsWith('/dev/mapper/');
+  return ['mount', '-t', 'ext4', '-o', [...(viaLoop ? ['loop'] : []), ...mountOptions].join(','), image, mountPoint];
 }
 
 export const fsMountStep: Step<InitContext> = {
@@ -16,6 +18,11 @@ export const fsMountStep: Step<InitContext> = {
     const mp = ctx.opts.mountPoint;
     const image = imagePathOf(ctx.opts);
     const m = await mountAt(ctx.runner, mp);
+    const device = fsDeviceOf(ctx.opts);
+    if (m && ctx.opts.encrypt) {
+      if (m.source === device) return { done: true, detail: `${device} is mounted at ${mp}` };
+      throw new HbsError(`${mp} already has ${m.source} (${m.fstype}) mounted, not ${device}`, EXIT.usage, 'choose another --mount-point');
+    }
     if (m) {
       const backing = m.source.startsWith('/dev/loop') ? await loopBackingFile(ctx.runner, m.source) : undefined;
       if (backing === image) return { done: true, detail: `${image} is mounted at ${mp} (${m.source})` };
@@ -50,7 +57,7 @@ export const fsMountStep: Step<InitContext> = {
         await writeLock(where, await newLock(deps, ctx.opts.config), lock.state !== 'free');
       },
     });
-    actions.push({ kind: 'run', cmd: { argv: mountArgv(imagePathOf(ctx.opts), mp, ctx.state.mountOptions) } });
+    actions.push({ kind: 'run', cmd: { argv: mountArgv(fsDeviceOf(ctx.opts), mp, ctx.state.mountOptions) } });
     return actions;
   },
 };

@@ -21,12 +21,20 @@ export function fstabEntries(ctx: InitContext): FstabEntry[] {
       fstype: 'fuse',
       options: ['_netdev', 'nofail', 'noatime', ...sshfsMountOptions(c)],
     },
-    {
-      source: imagePathOf(o),
-      target: o.mountPoint,
-      fstype: 'ext4',
-      options: ['loop', '_netdev', 'nofail', ...ctx.state.mountOptions, `x-systemd.requires-mounts-for=${o.boxMount}`],
-    },
+    o.encrypt
+      ? {
+          // The mapping needs a key: without --luks-unattended `hbs mount` opens it, so boot leaves it alone.
+          source: `/dev/mapper/${o.encrypt.mapperName}`,
+          target: o.mountPoint,
+          fstype: 'ext4',
+          options: [...(o.encrypt.unattendedKeyFile ? [] : ['noauto']), '_netdev', 'nofail', ...ctx.state.mountOptions, `x-systemd.requires-mounts-for=${o.boxMount}`],
+        }
+      : {
+          source: imagePathOf(o),
+          target: o.mountPoint,
+          fstype: 'ext4',
+          options: ['loop', '_netdev', 'nofail', ...ctx.state.mountOptions, `x-systemd.requires-mounts-for=${o.boxMount}`],
+        },
   ];
 }
 

@@ -77,6 +77,21 @@ export const imageStep: Step<InitContext> = {
     }
     const sig = await probeSignature(ctx.runner, path);
     const prior = ctx.state.existingConfig;
+    if (sig.TYPE === 'crypto_LUKS') {
+      // An encrypted image is never formatted again: its ext4 is behind a key this step does not hold.
+      if (prior?.encryption && imagePath(prior) === path && ctx.opts.encrypt) {
+        ctx.state.image.uuid = prior.image.uuid;
+        ctx.state.mountOptions = [...prior.filesystem.mountOptions];
+        return { done: true, detail: `${path} is the LUKS2 image recorded in ${ctx.opts.config} (${formatSize(facts.sizeBytes)})` };
+      }
+      if (!(ctx.opts.forceFormat && ctx.opts.formatConfirmed)) {
+        throw new ExistingImageError(
+          `${path} already exists on the box (${formatSize(facts.sizeBytes)}, LUKS${sig.VERSION ? sig.VERSION : ''} encrypted, UUID ${sig.UUID ?? '?'}) and is not the image recorded in ${ctx.opts.config}; hbs left it untouched`,
+          'foreign',
+          'an encrypted image is never reformatted: keep its config (with the encryption section) and run `hbs mount`, or choose another --image name',
+        );
+      }
+    }
     if (prior && imagePath(prior) === path && sig.TYPE === 'ext4' && sig.UUID === prior.image.uuid) {
       ctx.state.image.uuid = prior.image.uuid;
       ctx.state.mountOptions = [...prior.filesystem.mountOptions];

@@ -1,7 +1,7 @@
 import { EXIT, HbsError } from '../core/errors.js';
 import type { Runner } from '../core/runner.js';
 import type { Step } from '../core/plan.js';
-import { imagePathOf, type InitContext } from '../init/context.js';
+import { fsDeviceOf, type InitContext } from '../init/context.js';
 
 export const FS_LABEL = 'hbs-backup';
 
@@ -26,6 +26,13 @@ export function mkfsTuning(version: readonly number[]): { extended: string[]; mo
   return { extended: ['lazy_itable_init=1', 'lazy_journal_init=1', 'nodiscard'], mountOptions: ['noinit_itable'] };
 }
 
+/**
+ * Inside LUKS a fresh mapping reads as noise, not zeros: assume_storage_prezeroed would be a lie.
+ * Lazy init instead (nothing zeroed at mkfs) and noinit_itable at mount (no background zeroing):
+ * every zero written through dm-crypt is ciphertext and costs quota on the box.
+ */
+export const LUKS_TUNING = { extended: ['lazy_itable_init=1', 'lazy_journal_init=1', 'nodiscard'], mountOptions: ['noinit_itable'] } as const;
+
 export const mkfsStep: Step<InitContext> = {
   id: 'mkfs',
   title: 'ext4 filesystem in the image',
@@ -36,7 +43,7 @@ export const mkfsStep: Step<InitContext> = {
   async plan(ctx) {
     // Only a file this run created may be formatted; anything else was refused by the image step.
     if (!ctx.state.image.created) throw new Error('refusing to format an image this run did not create');
-    const tuning = mkfsTuning(await e2fsprogsVersion(ctx.runner));
+    const tuning = ctx.opts.encrypt ? { extended: [...LUKS_TUNING.extended], mountOptions: [...LUKS_TUNING.mountOptions] } : mkfsTuning(await e2fsprogsVersion(ctx.runner));
     ctx.state.mkfsExtended = tuning.extended;
     ctx.state.mountOptions = ['noatime', ...tuning.mountOptions];
     const uuid = ctx.deps.uuid();
@@ -47,7 +54,7 @@ export const mkfsStep: Step<InitContext> = {
       {
         kind: 'run',
         cmd: {
-          argv: ['mkfs.ext4', '-q', '-L', FS_LABEL, '-U', uuid, '-m', '0', '-e', 'remount-ro', '-E', tuning.extended.join(','), imagePathOf(ctx.opts)],
+          argv: ['mkfs.ext4', '-q', '-L', FS_LABEL, '-U', uuid, '-m', '0', '-e', 'remount-ro', '-E', tuning.extended.join(','), fsDeviceOf(ctx.opts)],
           timeoutMs: 30 * 60_000,
         },
       },

@@ -23,6 +23,14 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
     `${'fstab'.padEnd(11)} ${mark(r.fstab.state === 'ok' || r.fstab.state === 'disabled', r.fstab.state)} ${r.fstab.detail}`,
     `${'lock'.padEnd(11)} ${mark(r.lock.state === 'ours', r.lock.state)} ` +
       (r.lock.hostname ? `${r.lock.hostname} (pid ${r.lock.pid}) since ${r.lock.time}` : r.lock.state === 'free' ? 'no machine holds the image' : 'box not readable'),
+    ...(r.encryption
+      ? [
+          `${'encryption'.padEnd(11)} ${mark(r.encryption.state === 'open', r.encryption.state)} ${r.encryption.detail}` +
+            (r.encryption.cipher ? `; ${r.encryption.cipher}` : '') +
+            (r.encryption.keySlots ? `; key slots in use: ${r.encryption.keySlots.join(', ')}` : '') +
+            `; header backup ${r.encryption.headerBackup.path} ${r.encryption.headerBackup.present ? 'present' : 'MISSING'}`,
+        ]
+      : []),
     '',
     r.healthy ? c.green('healthy') : c.red('NOT healthy') + (r.filesystem.state === 'broken' || r.box.state === 'broken' ? ' — `hbs mount` repairs a broken stack' : r.filesystem.state === 'down' ? ' — `hbs mount` brings it up' : ''),
   ];

@@ -122,6 +122,7 @@ describe('collectStatus', () => {
       },
       fstab: { state: 'ok', path: sb.fstab, detail: `${sb.fstab} has the hbs block (findmnt --verify: ok)` },
       lock: { state: 'ours', hostname: 'testhost', machineId: '0f1e2d3c4b5a69788796a5b4c3d2e1f0', pid: 111, time: '2024-12-31T23:00:00.000Z' },
+      encryption: null,
     } satisfies StatusReport);
     expect(await exists(tempDir)).toBe(false); // the verify scratch directory is removed
   });
@@ -130,7 +131,7 @@ describe('collectStatus', () => {
     await writeFile(sb.lock, lockText(ourLock(sb)));
     const runner = new RecordingRunner(healthyProbes());
     const report = await collectStatus(makeCtx(sb, runner), mkTemp);
-    expect(Object.keys(report)).toEqual(['config', 'healthy', 'box', 'image', 'filesystem', 'fstab', 'lock']);
+    expect(Object.keys(report)).toEqual(['config', 'healthy', 'box', 'image', 'filesystem', 'fstab', 'lock', 'encryption']);
     expect(keyPaths(report)).toEqual([
       'config',
       'healthy',
@@ -163,6 +164,7 @@ describe('collectStatus', () => {
       'lock.machineId',
       'lock.pid',
       'lock.time',
+      'encryption',
     ]);
     // The down report has the very same keys (nulls, not missing keys).
     const down = await collectStatus(makeCtx(sb, new RecordingRunner([findmnt(sb.boxMount), findmnt(sb.mountPoint), sftpProbe(sb, 0)])), mkTemp);
@@ -199,6 +201,7 @@ describe('collectStatus', () => {
       },
       fstab: { state: 'disabled', path: null, detail: 'no fstab entries (--no-fstab)' },
       lock: { state: 'unknown', hostname: null, machineId: null, pid: null, time: null },
+      encryption: null,
     } satisfies StatusReport);
   });
 
@@ -340,6 +343,7 @@ describe('renderStatus', () => {
     },
     fstab: { state: 'ok', path: '/etc/fstab', detail: '/etc/fstab has the hbs block (findmnt --verify: ok)' },
     lock: { state: 'ours', hostname: 'testhost', machineId: 'x', pid: 111, time: '2024-12-31T23:00:00.000Z' },
+    encryption: null,
   });
 
   it('a healthy report, without colour', () => {

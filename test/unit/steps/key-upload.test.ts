@@ -64,7 +64,7 @@ function assertPasswordOnlyOnStdin(runner: RecordingRunner): void {
   for (const c of runner.calls) {
     for (const arg of c.argv) expect(arg).not.toContain(PASSWORD);
     expect(formatCmd(c)).not.toContain(PASSWORD);
-    if (c.stdin !== undefined && c.stdin.includes(PASSWORD)) expect(c.argv[0]).toBe('sshfs');
+    if (typeof c.stdin === 'string' && c.stdin.includes(PASSWORD)) expect(c.argv[0]).toBe('sshfs');
   }
 }
 
@@ -144,7 +144,7 @@ describe('key-upload step: plan', () => {
     expect(mount.stdin).toBe(`${PASSWORD}\n`);
     expect(mount.secrets).toEqual([PASSWORD]);
     assertPasswordOnlyOnStdin(runner);
-    expect(runner.calls.filter((c) => c.stdin?.includes(PASSWORD))).toHaveLength(1);
+    expect(runner.calls.filter((c) => typeof c.stdin === 'string' && c.stdin.includes(PASSWORD))).toHaveLength(1);
   });
 
   it('a rejected password fails with a hint, without unmounting, and removes the empty temp dir', async () => {

@@ -1,0 +1,163 @@
+import { dirname, join, resolve } from 'node:path';
+import { UsageError } from '../core/errors.js';
+import { defaultMapperName, generateKeyFile, passphraseKey, readKeyFile, shredKeyFile, type LuksKey } from '../lib/luks.js';
+import type { Reporter } from '../ui/reporter.js';
+import type { EncryptOptions } from './options.js';
+import type { Prompter } from './prompter.js';
+
+/** The --encrypt flags as commander hands them over. */
+export interface EncryptFlags {
+  encrypt?: boolean;
+  luksPassphraseStdin?: boolean;
+  luksKeyFile?: string;
+  luksGenerateKey?: boolean;
+  luksKeepKey?: boolean;
+  luksUnattended?: boolean;
+  luksHeaderBackup?: string;
+  luksName?: string;
+}
+
+export interface EncryptIo {
+  reporter: Reporter;
+  prompter?: Prompter;
+  readStdin: () => Promise<string>;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface EncryptSetup {
+  opts: EncryptOptions;
+  /** Passphrase first (when given), then the key file. Never logged. */
+  keys: LuksKey[];
+  /** Removes a generated key file unless the person chose to keep it (call after a successful init). */
+  finish(): Promise<void>;
+}
+
+const GENERATED_DIR = '/dev/shm';
+
+function luksFlagsGiven(f: EncryptFlags): string[] {
+  const named: [keyof EncryptFlags, string][] = [
+    ['luksPassphraseStdin', '--luks-passphrase-stdin'],
+    ['luksKeyFile', '--luks-key-file'],
+    ['luksGenerateKey', '--luks-generate-key'],
+    ['luksKeepKey', '--luks-keep-key'],
+    ['luksUnattended', '--luks-unattended'],
+    ['luksHeaderBackup', '--luks-header-backup'],
+    ['luksName', '--luks-name'],
+  ];
+  return named.filter(([k]) => f[k] !== undefined && f[k] !== false).map(([, n]) => n);
+}
+
+export const MIN_PASSPHRASE = 8;
+
+async function askPassphrase(prompter: Prompter): Promise<string> {
+  for (;;) {
+    const first = await prompter.password({
+      message: 'LUKS passphrase for the image (without it, or the key file, the data is gone):',
+      validate: (v) => (v.length >= MIN_PASSPHRASE ? true : `at least ${MIN_PASSPHRASE} characters`),
+    });
+    const again = await prompter.password({ message: 'The same passphrase again:' });
+    if (again === first) return first;
+    // Asked again from the start: a typo in either would lock the data away.
+  }
+}
+
+/**
+ * Works out the keys for `hbs init --encrypt`: a passphrase (stdin, HBS_LUKS_PASSPHRASE or typed
+ * twice) and/or a key file (given, or 64 random bytes generated under /dev/shm, 0600). Nothing on
+ * the box changes here; a generated key file is the only thing written (and only when not a dry-run).
+ */
+export async function resolveEncryption(
+  f: EncryptFlags,
+  io: EncryptIo,
+  o: { image: string; config: string; dryRun: boolean; passwordStdin: boolean },
+): Promise<EncryptSetup | undefined> {
+  const fromEnv = io.env.HBS_LUKS_PASSPHRASE;
+  delete io.env.HBS_LUKS_PASSPHRASE; // children must not inherit it
+  if (!f.encrypt) {
+    const stray = luksFlagsGiven(f);
+    if (stray.length) throw new UsageError(`${stray.join(', ')} only go with --encrypt`);
+    return undefined;
+  }
+  if (f.luksKeyFile && f.luksGenerateKey) throw new UsageError('--luks-key-file and --luks-generate-key exclude each other: one key file at most');
+  if (f.luksKeepKey && !f.luksGenerateKey) throw new UsageError('--luks-keep-key is about a generated key file (--luks-generate-key)');
+  if (f.luksPassphraseStdin && o.passwordStdin) {
+    throw new UsageError('--password-stdin and --luks-passphrase-stdin cannot both read stdin', 'pass the box password in HBS_BOX_PASSWORD or the LUKS passphrase in HBS_LUKS_PASSPHRASE');
+  }
+  const mapperName = f.luksName ?? defaultMapperName(o.image);
+  if (!/^[A-Za-z0-9_.+-]+$/.test(mapperName)) throw new UsageError(`--luks-name "${mapperName}": letters, digits and _ . + - only`);
+  const confDir = dirname(o.config);
+
+  let passphrase: string | undefined;
+  if (f.luksPassphraseStdin) {
+    passphrase = (await io.readStdin()).replace(/\r?\n$/, '');
+    if (passphrase === '') throw new UsageError('--luks-passphrase-stdin: nothing came in on stdin');
+  } else if (fromEnv) {
+    passphrase = fromEnv;
+  }
+
+  const keys: LuksKey[] = [];
+  let keyFile: EncryptOptions['keyFile'];
+  if (f.luksKeyFile) {
+    const path = resolve(f.luksKeyFile);
+    keyFile = { path, generated: false, keep: true };
+  } else if (f.luksGenerateKey) {
+    keyFile = { path: join(GENERATED_DIR, `${mapperName}.key`), generated: true, keep: Boolean(f.luksKeepKey) };
+  }
+
+  if (passphrase === undefined && !keyFile) {
+    if (io.prompter && !o.dryRun) passphrase = await askPassphrase(io.prompter);
+    else if (!o.dryRun) {
+      throw new UsageError(
+        '--encrypt needs a key: a passphrase or a key file',
+        'give --luks-passphrase-stdin (or HBS_LUKS_PASSPHRASE), --luks-key-file PATH or --luks-generate-key',
+      );
+    }
+  }
+  if (passphrase !== undefined) keys.push(passphraseKey(passphrase));
+  if (keyFile && !o.dryRun) {
+    if (keyFile.generated) {
+      keys.push(await generateKeyFile(keyFile.path));
+      io.reporter.info(`A new LUKS key file was generated: ${keyFile.path} (64 random bytes, mode 0600, in RAM).`);
+      io.reporter.info('  Copy it somewhere offline NOW (e.g. a USB stick, a password manager): without it (or the passphrase) the data is gone.');
+      io.reporter.info(keyFile.keep ? '  It stays where it is (--luks-keep-key).' : '  hbs overwrites and deletes it from this server when init has finished.');
+    } else {
+      keys.push(await readKeyFile(keyFile.path));
+    }
+  }
+
+  const opts: EncryptOptions = {
+    mapperName,
+    passphrase: passphrase !== undefined,
+    keyFile,
+    headerBackup: f.luksHeaderBackup ? resolve(f.luksHeaderBackup) : join(confDir, `${mapperName}.luks-header`),
+    unattendedKeyFile: f.luksUnattended ? join(confDir, `${mapperName}.key`) : null,
+  };
+  return {
+    opts,
+    keys,
+    finish: async () => {
+      if (keyFile?.generated && !keyFile.keep && !o.dryRun) {
+        await shredKeyFile(keyFile.path);
+        io.reporter.info(`The generated key file ${keyFile.path} was overwritten and deleted from this server (you kept a copy offline).`);
+      }
+    },
+  };
+}
+
+/** Lines for the end of init: where the header backup is, and what losing it means. */
+export function encryptionSummary(e: EncryptOptions): string[] {
+  const lines = [
+    `Encrypted with LUKS2; the filesystem is on /dev/mapper/${e.mapperName}.`,
+    `Key slots: ${[e.passphrase ? 'passphrase' : '', e.keyFile ? `key file${e.keyFile.generated ? ' (generated)' : ` ${e.keyFile.path}`}` : ''].filter(Boolean).join(' + ')}.`,
+    `Header backup: ${e.headerBackup} (mode 0600). Keep a copy off this machine too:`,
+    '  without the header (or a backup of it) AND a key, the data on the box is gone for good.',
+  ];
+  if (e.unattendedKeyFile) {
+    lines.push(
+      `Unattended mounts: a key is kept at ${e.unattendedKeyFile} (mode 0400) so the stack can come up without you.`,
+      '  It protects the data on the box (the provider and anyone who gets the image see only ciphertext);',
+      '  it does NOT protect against anyone with root on this machine, who can read that key.',
+    );
+  }
+  return lines;
+}

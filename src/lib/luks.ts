@@ -1,0 +1,192 @@
+import { randomBytes } from 'node:crypto';
+import { open, rm, stat } from 'node:fs/promises';
+import { EXIT, HbsError } from '../core/errors.js';
+import type { Cmd, Runner } from '../core/runner.js';
+
+/**
+ * The LUKS2 layer between the image file and ext4. Every key travels to cryptsetup on stdin
+ * (`--key-file -`), never in argv: a passphrase as its exact bytes (no trailing newline, so the
+ * same passphrase typed at cryptsetup's own prompt opens it too), a key file as its raw bytes.
+ */
+
+/** A key as hbs holds it in memory. `label` says where it came from (never the secret itself). */
+export interface LuksKey {
+  kind: 'passphrase' | 'keyfile';
+  bytes: Uint8Array;
+  label: string;
+}
+
+/** Size of a generated key file (random bytes). */
+export const KEY_FILE_BYTES = 64;
+
+/**
+ * Cheap PBKDF for tests only: argon2id's default costs 9–14 s per key slot in the test VM.
+ * Set HBS_TEST_CHEAP_PBKDF=1 to format with pbkdf2 at 1000 iterations. Never for real data.
+ */
+export function pbkdfArgs(env: NodeJS.ProcessEnv = process.env): string[] {
+  return env.HBS_TEST_CHEAP_PBKDF === '1' ? ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000'] : [];
+}
+
+export function passphraseKey(passphrase: string, label = 'passphrase'): LuksKey {
+  return { kind: 'passphrase', bytes: Buffer.from(passphrase, 'utf8'), label };
+}
+
+/** The device-mapper name for an image: `hbs-` and the image name without `.img`, safe characters only. */
+export function defaultMapperName(image: string): string {
+  const base = image.replace(/\.img$/i, '').replace(/[^A-Za-z0-9_.+-]/g, '_');
+  return `hbs-${base || 'image'}`;
+}
+
+export const mapperPath = (name: string): string => `/dev/mapper/${name}`;
+
+function keyed(key: LuksKey, argv: string[], extra: Partial<Cmd> = {}): Cmd {
+  return { argv, stdin: key.bytes, ...extra };
+}
+
+/** luksFormat the image file (LUKS2, 4 KiB sectors are cryptsetup's choice for a file). */
+export function luksFormatCmd(image: string, key: LuksKey, env: NodeJS.ProcessEnv = process.env): Cmd {
+  return keyed(key, ['cryptsetup', 'luksFormat', '--batch-mode', '--type', 'luks2', ...pbkdfArgs(env), '--key-file', '-', image], { timeoutMs: 5 * 60_000 });
+}
+
+/** Adds a key file as a second slot; the existing key (stdin) authorises it. The new key file's path is not secret. */
+export function luksAddKeyFileCmd(image: string, existing: LuksKey, newKeyFile: string, env: NodeJS.ProcessEnv = process.env): Cmd {
+  return keyed(existing, ['cryptsetup', 'luksAddKey', '--batch-mode', ...pbkdfArgs(env), '--key-file', '-', image, newKeyFile], { timeoutMs: 5 * 60_000 });
+}
+
+/** Opens the image: cryptsetup attaches the loop device itself and creates /dev/mapper/NAME. */
+export function luksOpenCmd(image: string, name: string, key: LuksKey): Cmd {
+  return keyed(key, ['cryptsetup', 'open', '--type', 'luks2', '--key-file', '-', image, name], { timeoutMs: 5 * 60_000 });
+}
+
+/** Checks a key without opening anything. Read-only; exit 2 means the key fits no slot. */
+export function luksTestKeyCmd(image: string, key: LuksKey): Cmd {
+  return keyed(key, ['cryptsetup', 'open', '--test-passphrase', '--type', 'luks2', '--key-file', '-', image], { write: false, allowFail: true, timeoutMs: 5 * 60_000 });
+}
+
+export function luksCloseCmd(name: string): Cmd {
+  return { argv: ['cryptsetup', 'close', name] };
+}
+
+/** Resizes the open mapping to its (refreshed) loop device; LUKS2 wants the key for it. */
+export function luksResizeCmd(name: string, key: LuksKey): Cmd {
+  return keyed(key, ['cryptsetup', 'resize', '--key-file', '-', name], { timeoutMs: 5 * 60_000 });
+}
+
+/** cryptsetup refuses to overwrite an existing backup file (good: it never replaces an older header). */
+export function luksHeaderBackupCmd(image: string, backupFile: string): Cmd {
+  return { argv: ['cryptsetup', 'luksHeaderBackup', image, '--header-backup-file', backupFile] };
+}
+
+/** Whether the file starts with a LUKS header. Read-only. */
+export async function isLuks(runner: Runner, image: string): Promise<boolean> {
+  const r = await runner.run({ argv: ['cryptsetup', 'isLuks', image], write: false, allowFail: true });
+  return r.exitCode === 0;
+}
+
+export interface LuksInfo {
+  cipher: string;
+  keySlots: string[];
+  /** Where the encrypted data starts (bytes), i.e. the header size. */
+  dataOffset: number;
+  sectorSize: number;
+}
+
+/** Reads the LUKS2 metadata (`luksDump --dump-json-metadata`). Read-only. */
+export async function luksInfo(runner: Runner, image: string): Promise<LuksInfo> {
+  const r = await runner.run({ argv: ['cryptsetup', 'luksDump', '--dump-json-metadata', image], write: false });
+  return parseLuksJson(r.stdout);
+}
+
+export function parseLuksJson(text: string): LuksInfo {
+  const j = JSON.parse(text) as {
+    keyslots?: Record<string, unknown>;
+    segments?: Record<string, { encryption?: string; offset?: string; sector_size?: number }>;
+  };
+  const seg = j.segments?.['0'];
+  if (!seg?.encryption) throw new Error('luksDump: no data segment in the LUKS2 metadata');
+  return {
+    cipher: seg.encryption,
+    keySlots: Object.keys(j.keyslots ?? {}).sort((a, b) => Number(a) - Number(b)),
+    dataOffset: Number(seg.offset ?? 0),
+    sectorSize: seg.sector_size ?? 512,
+  };
+}
+
+export interface ActiveMapping {
+  /** The loop device under the mapping, and the file behind it, when cryptsetup shows them. */
+  loop?: string;
+  backing?: string;
+  cipher?: string;
+}
+
+/** `cryptsetup status NAME`: undefined when the mapping is not active (exit ≠ 0). Read-only. */
+export async function mappingActive(runner: Runner, name: string): Promise<ActiveMapping | undefined> {
+  const r = await runner.run({ argv: ['cryptsetup', 'status', name], write: false, allowFail: true });
+  if (r.exitCode !== 0) return undefined;
+  return parseStatus(r.stdout);
+}
+
+export function parseStatus(text: string): ActiveMapping {
+  const field = (k: string): string | undefined => new RegExp(`^\\s*${k}:\\s*(.+?)\\s*$`, 'm').exec(text)?.[1];
+  return { loop: field('device'), backing: field('loop'), cipher: field('cipher') };
+}
+
+/** A wrong key: nothing was changed, and the person may try again. */
+export class WrongKeyError extends HbsError {
+  constructor(image: string, label: string) {
+    super(`the ${label} does not open ${image} (no key slot matches); nothing was changed`, EXIT.usage, 'try again with the right passphrase or key file');
+  }
+}
+
+/** Throws WrongKeyError unless the key opens a slot of the image. Read-only. */
+export async function checkKey(runner: Runner, image: string, key: LuksKey): Promise<void> {
+  const r = await runner.run(luksTestKeyCmd(image, key));
+  if (r.exitCode === 0) return;
+  if (r.exitCode === 2) throw new WrongKeyError(image, key.label);
+  throw new HbsError(`cryptsetup could not test the key on ${image} (exit ${r.exitCode})`, EXIT.failed, undefined, r.stderr.trim());
+}
+
+/** Reads a key file (a regular file, at most 8 MiB as cryptsetup allows). */
+export async function readKeyFile(path: string): Promise<LuksKey> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile()) throw new HbsError(`key file ${path} does not exist or is not a file`, EXIT.usage);
+  if (st.size === 0 || st.size > 8 * 1024 * 1024) throw new HbsError(`key file ${path} is empty or larger than 8 MiB`, EXIT.usage);
+  const fh = await open(path, 'r');
+  try {
+    return { kind: 'keyfile', bytes: await fh.readFile(), label: `key file ${path}` };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes KEY_FILE_BYTES random bytes to a new file (O_EXCL, mode 0600), e.g. under /dev/shm. */
+export async function generateKeyFile(path: string, mode = 0o600): Promise<LuksKey> {
+  const bytes = randomBytes(KEY_FILE_BYTES);
+  const fh = await open(path, 'wx', mode);
+  try {
+    await fh.writeFile(bytes);
+    await fh.chmod(mode);
+  } finally {
+    await fh.close();
+  }
+  return { kind: 'keyfile', bytes, label: `key file ${path}` };
+}
+
+/** Overwrites a key file with random bytes of its size, syncs, then deletes it. Missing is fine. */
+export async function shredKeyFile(path: string): Promise<void> {
+  let fh;
+  try {
+    fh = await open(path, 'r+');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  try {
+    const { size } = await fh.stat();
+    await fh.write(randomBytes(Math.max(size, KEY_FILE_BYTES)), 0, Math.max(size, KEY_FILE_BYTES), 0);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rm(path, { force: true });
+}

@@ -1,0 +1,87 @@
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/core/errors.js';
+import { resolveEncryption, type EncryptFlags } from '../../src/init/encrypt.js';
+import type { Prompter } from '../../src/init/prompter.js';
+import { MemoryReporter } from '../../src/ui/reporter.js';
+
+const base = { image: 'filesystem.img', config: '/etc/hbs/config.json', dryRun: false, passwordStdin: false };
+const io = (over: { env?: NodeJS.ProcessEnv; stdin?: string; prompter?: Prompter } = {}) => ({
+  reporter: new MemoryReporter(),
+  prompter: over.prompter,
+  readStdin: () => Promise.resolve(over.stdin ?? ''),
+  env: over.env ?? {},
+});
+const run = (f: EncryptFlags, o: Parameters<typeof io>[0] = {}, b = base) => resolveEncryption(f, io(o), b);
+
+let cleanup: string | undefined;
+afterEach(async () => {
+  if (cleanup) await rm(cleanup, { force: true, recursive: true });
+  cleanup = undefined;
+});
+
+describe('hbs init --encrypt: keys', () => {
+  it('no --encrypt: nothing, and LUKS flags alone are a usage error', async () => {
+    expect(await run({})).toBeUndefined();
+    await expect(run({ luksUnattended: true })).rejects.toThrow(/--luks-unattended only go with --encrypt/);
+  });
+
+  it('passphrase from stdin (one trailing newline dropped) or from HBS_LUKS_PASSPHRASE, which is removed from the environment', async () => {
+    const a = await run({ encrypt: true, luksPassphraseStdin: true }, { stdin: 'secret pw\n' });
+    expect(Buffer.from(a!.keys[0]!.bytes).toString()).toBe('secret pw');
+    const env: NodeJS.ProcessEnv = { HBS_LUKS_PASSPHRASE: 'from env' };
+    const b = await resolveEncryption({ encrypt: true }, io({ env }), base);
+    expect(Buffer.from(b!.keys[0]!.bytes).toString()).toBe('from env');
+    expect(env.HBS_LUKS_PASSPHRASE).toBeUndefined();
+    expect(b!.opts).toEqual({
+      mapperName: 'hbs-filesystem',
+      passphrase: true,
+      keyFile: undefined,
+      headerBackup: '/etc/hbs/hbs-filesystem.luks-header',
+      unattendedKeyFile: null,
+    });
+  });
+
+  it('asks twice at a prompt, again from the start when the two differ', async () => {
+    const answers = ['first one', 'typo', 'right one', 'right one'];
+    const prompter: Prompter = { input: () => Promise.reject(new Error('no')), confirm: () => Promise.reject(new Error('no')), password: () => Promise.resolve(answers.shift()!) };
+    const r = await run({ encrypt: true }, { prompter });
+    expect(Buffer.from(r!.keys[0]!.bytes).toString()).toBe('right one');
+    expect(answers).toEqual([]);
+  });
+
+  it('without a terminal and without any key: a usage error before anything changes', async () => {
+    await expect(run({ encrypt: true })).rejects.toBeInstanceOf(UsageError);
+  });
+
+  it('refuses both --password-stdin and --luks-passphrase-stdin, and two key files', async () => {
+    await expect(run({ encrypt: true, luksPassphraseStdin: true }, {}, { ...base, passwordStdin: true })).rejects.toThrow(/cannot both read stdin/);
+    await expect(run({ encrypt: true, luksKeyFile: '/k', luksGenerateKey: true })).rejects.toThrow(/exclude each other/);
+  });
+
+  it('generated key file: 64 bytes, 0600, removed by finish() unless kept', async () => {
+    const name = `hbs-test-${process.pid}`;
+    const path = `/dev/shm/${name}.key`;
+    cleanup = path;
+    const r = await run({ encrypt: true, luksGenerateKey: true, luksName: name, luksUnattended: true });
+    expect(r!.keys).toHaveLength(1);
+    expect(r!.keys[0]!.kind).toBe('keyfile');
+    expect(r!.opts.unattendedKeyFile).toBe(`/etc/hbs/${name}.key`);
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    await r!.finish();
+    await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('an existing key file is read, never deleted', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hbs-kf-'));
+    cleanup = dir;
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(dir, 'k'), Buffer.from([1, 2, 3]));
+    const r = await run({ encrypt: true, luksKeyFile: join(dir, 'k'), luksPassphraseStdin: true }, { stdin: 'pw' });
+    expect(r!.keys.map((k) => k.kind)).toEqual(['passphrase', 'keyfile']);
+    await r!.finish();
+    await stat(join(dir, 'k'));
+  });
+});

@@ -1,0 +1,115 @@
+// Runs INSIDE the test VM (as root, real dm-crypt), driven by luks.vmtest.ts: the built bin/hbs
+// against a stand-in box (sshd) started here. Prints `name=value` lines the test checks; exits
+// non-zero on the first unexpected result. Argument: a scratch directory (shared with the host).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = resolve(fileURLToPath(import.meta.url), '../../..');
+const { startBox } = await import(join(repo, 'dist/testing/stand-in-box.js'));
+const HBS = join(repo, 'bin/hbs');
+const scratch = process.argv[2] ?? '/tmp/hbs-luks';
+const PASS = 'vm test passphrase';
+const env = { ...process.env, NO_COLOR: '1', HBS_TEST_CHEAP_PBKDF: '1' };
+const out = (k, v) => console.log(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+const sh = (file, args, opts = {}) => execFileSync(file, args, { encoding: 'utf8', ...opts });
+function hbs(args, input = '') {
+  const t = Date.now();
+  const r = spawnSync(HBS, args, { input, env, encoding: 'utf8', timeout: 300_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t };
+}
+function must(name, r) {
+  out(`${name}.exit`, r.code);
+  out(`${name}.ms`, r.ms);
+  if (r.code !== 0) {
+    console.log(r.stdout);
+    console.error(r.stderr);
+    throw new Error(`${name} failed (exit ${r.code})`);
+  }
+}
+
+mkdirSync(scratch, { recursive: true });
+// The VM has no NIC, and its loopback starts down: sshd on 127.0.0.1 needs it up.
+spawnSync('ip', ['link', 'set', 'lo', 'up']);
+const box = await startBox();
+const p = {
+  boxMount: join(scratch, 'box'),
+  mountPoint: join(scratch, 'data'),
+  key: join(scratch, 'keys/hbs_key'),
+  fstab: join(scratch, 'fstab'),
+  config: join(scratch, 'etc/config.json'),
+};
+writeFileSync(p.fstab, '');
+const common = ['--config', p.config];
+try {
+  // 1. encrypted init, 100 GiB, passphrase on stdin, box password from the environment.
+  const init = spawnSync(
+    HBS,
+    [
+      'init', '--yes', '--force', '--encrypt', '--luks-passphrase-stdin',
+      '--user', box.user, '--host', box.host, '--port', String(box.port), '--size', '100G',
+      '--box-mount', p.boxMount, '--mount-point', p.mountPoint, '--ssh-key', p.key,
+      '--host-key-fingerprint', box.hostKeyFingerprint, '--fstab', p.fstab, '--config', p.config,
+    ],
+    { input: PASS + '\n', env: { ...env, HBS_BOX_PASSWORD: box.password }, encoding: 'utf8', timeout: 600_000 },
+  );
+  must('init', { code: init.status, stdout: init.stdout, stderr: init.stderr, ms: 0 });
+  console.log(init.stdout);
+  const cfg = JSON.parse(readFileSync(p.config, 'utf8'));
+  out('config.encryption', cfg.encryption);
+  out('config.mountOptions', cfg.filesystem.mountOptions);
+  const image = join(box.home, cfg.image.name);
+  const allocated = () => Number(sh('du', ['--block-size=1', image]).split(/\s+/)[0]);
+  out('alloc.afterInit', allocated());
+  out('mapper.afterInit', sh('findmnt', ['-n', '-o', 'SOURCE', p.mountPoint]).trim());
+  out('header.mode', (Number(sh('stat', ['-c', '%a', cfg.encryption.headerBackup]).trim())));
+  out('argvLeak', sh('ps', ['-eo', 'args']).includes(PASS));
+
+  // 2. files with owners.
+  mkdirSync(join(p.mountPoint, 'd'));
+  writeFileSync(join(p.mountPoint, 'd/f'), 'hello luks\n');
+  sh('chown', ['1234:5678', join(p.mountPoint, 'd/f')]);
+  sh('sync');
+
+  // 3. a minute idle with the filesystem mounted: nothing may zero inode tables in the background.
+  await new Promise((r) => setTimeout(r, Number(process.env.IDLE_MS ?? 60_000)));
+  out('alloc.afterIdle', allocated());
+
+  // 4. status, umount (unmount → close → box), mapping gone.
+  const st = hbs(['status', '--json', ...common]);
+  out('status.exit', st.code);
+  out('status.encryption', JSON.parse(st.stdout).encryption);
+  must('umount', hbs(['umount', ...common]));
+  out('mapperAfterUmount', spawnSync('cryptsetup', ['status', cfg.encryption.mapperName]).status);
+
+  // 5. a wrong key: refused, nothing mounted, no lock; then the right one.
+  const wrong = hbs(['mount', '--luks-key-stdin', ...common], 'not the passphrase');
+  out('wrong.exit', wrong.code);
+  out('wrong.stderr', wrong.stderr.trim().split('\n')[0]);
+  out('wrong.fsMounted', spawnSync('findmnt', [p.mountPoint]).status === 0);
+  out('wrong.mapperOpen', spawnSync('cryptsetup', ['status', cfg.encryption.mapperName]).status === 0);
+  must('mount', hbs(['mount', '--luks-key-stdin', ...common], PASS));
+  out('data', readFileSync(join(p.mountPoint, 'd/f'), 'utf8').trim());
+  out('owner', sh('stat', ['-c', '%u:%g', join(p.mountPoint, 'd/f')]).trim());
+  out('status.healthy', hbs(['status', '--json', ...common]).code === 0);
+
+  // 6. umount, then e2fsck -fn on the opened mapping.
+  must('umount2', hbs(['umount', ...common]));
+  sh('sshfs', ['-o', `port=${box.port},IdentityFile=${p.key},UserKnownHostsFile=${join(scratch, 'etc/known_hosts')},StrictHostKeyChecking=yes`, `${box.user}@${box.host}:`, p.boxMount]);
+  sh('cryptsetup', ['open', '--key-file', '-', image, 'hbs-check'], { input: PASS });
+  const fsck = spawnSync('e2fsck', ['-fn', '/dev/mapper/hbs-check'], { encoding: 'utf8' });
+  out('fsck.exit', fsck.status);
+  sh('cryptsetup', ['close', 'hbs-check']);
+  sh('fusermount3', ['-u', p.boxMount]);
+  out('alloc.final', allocated());
+  out('fstab', readFileSync(p.fstab, 'utf8').split('\n').filter((l) => l.startsWith('/dev/mapper')).join(' | '));
+  out('leftover.loops', sh('losetup', ['-a']).trim());
+  out('leftover.mappers', sh('ls', ['/dev/mapper']).trim().split(/\s+/).filter((n) => n !== 'control').join(','));
+  out('done', true);
+} finally {
+  spawnSync('umount', [p.mountPoint]);
+  spawnSync('cryptsetup', ['close', 'hbs-filesystem']);
+  spawnSync('fusermount3', ['-u', p.boxMount]);
+  await box.stop();
+}
