@@ -16,10 +16,11 @@ import type { Config } from '../../../src/lib/config.js';
 import type { LifecycleContext, LifecycleDeps, LifecycleOptions } from '../../../src/lifecycle/context.js';
 import type { Lock } from '../../../src/lifecycle/lock.js';
 import { MemoryReporter } from '../../../src/ui/reporter.js';
+import { HOST, USER } from '../canned.js';
+export { findmnt, HOST, sftpProbe, USER, type Mounted } from '../canned.js';
+import type { Mounted } from '../canned.js';
 
 export const GiB = 1024 ** 3;
-export const USER = 'u123456';
-export const HOST = 'u123456.your-storagebox.de';
 export const IMAGE = 'filesystem.img';
 /** What sshfs reports as the source of the box mount. */
 export const SSHFS_SOURCE = 'u123456@u123456.your-storagebox.de:backup';
@@ -142,19 +143,7 @@ export async function exists(path: string): Promise<boolean> {
 // Canned commands (literal argv)
 // ---------------------------------------------------------------------------------------------
 
-export interface Mounted {
-  source: string;
-  fstype: string;
-  options?: string;
-}
 
-/** `findmnt --json --mountpoint PATH`: exit 1 and no output when nothing is mounted there. */
-export function findmnt(path: string, ...mounted: Mounted[]): Expectation {
-  const argv = ['findmnt', '--json', '--mountpoint', path, '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'];
-  if (mounted.length === 0) return { argv, write: false, exitCode: 1 };
-  const filesystems = mounted.map((m) => ({ target: path, source: m.source, fstype: m.fstype, options: m.options ?? 'rw,relatime' }));
-  return { argv, write: false, stdout: JSON.stringify({ filesystems }, null, 3) + '\n' };
-}
 
 export const boxMounted: Mounted = { source: SSHFS_SOURCE, fstype: 'fuse.sshfs', options: 'rw,nosuid,nodev,relatime,user_id=0,group_id=0' };
 export const loopMounted = (dev = LOOP, options = 'rw,nodev,noatime'): Mounted => ({ source: dev, fstype: 'ext4', options });
@@ -235,27 +224,6 @@ export function write(argv: string[], result: Partial<Expectation> = {}): Expect
   return { argv, write: true, ...result };
 }
 
-/** The sftp `pwd` probe hbs uses to see whether the box is reachable. */
-export function sftpProbe(sb: Sandbox, exitCode: number, stderr = ''): Expectation {
-  return {
-    argv: [
-      'sftp', '-q', '-b', '-', '-P', '23', '-o', 'ConnectTimeout=20',
-      '-o', `IdentityFile=${sb.sshKey}`,
-      '-o', 'IdentitiesOnly=yes',
-      '-o', `UserKnownHostsFile=${sb.knownHosts}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'ServerAliveInterval=15',
-      '-o', 'ServerAliveCountMax=3',
-      '-o', 'BatchMode=yes',
-      `${USER}@${HOST}`,
-    ],
-    write: false,
-    stdin: 'pwd\n',
-    exitCode,
-    stderr,
-  };
-}
 
 /** `ssh … du -k PATH` on the box (port 23), for the allocated size of the image. */
 export function remoteDu(sb: Sandbox, path: string, stdout: string, exitCode = 0): Expectation {

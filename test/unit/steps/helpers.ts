@@ -16,12 +16,13 @@ import type { Config } from '../../../src/lib/config.js';
 import { newState, type Deps, type InitContext, type InitState } from '../../../src/init/context.js';
 import type { InitOptions } from '../../../src/init/options.js';
 import { MemoryReporter } from '../../../src/ui/reporter.js';
+import { HOST, USER } from '../canned.js';
+export { findmnt, HOST, sftpProbe, USER, type Mounted } from '../canned.js';
+import type { Mounted } from '../canned.js';
 
 const run = promisify(execFile);
 
 export const GiB = 1024 ** 3;
-export const USER = 'u123456';
-export const HOST = 'u123456.your-storagebox.de';
 export const PORT = 23;
 export const REMOTE_PATH = 'backup';
 export const IMAGE = 'filesystem.img';
@@ -172,19 +173,7 @@ export function fstabBlock(sb: Sandbox, mountOptions = 'noatime'): string {
 // Canned probes (literal argv)
 // ---------------------------------------------------------------------------------------------
 
-export interface Mounted {
-  source: string;
-  fstype: string;
-  options?: string;
-}
 
-/** `findmnt --json --mountpoint PATH`: exit 1 and no output when nothing is mounted there. */
-export function findmnt(path: string, ...mounted: Mounted[]): Expectation {
-  const argv = ['findmnt', '--json', '--mountpoint', path, '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'];
-  if (mounted.length === 0) return { argv, write: false, exitCode: 1 };
-  const filesystems = mounted.map((m) => ({ target: path, source: m.source, fstype: m.fstype, options: m.options ?? 'rw,relatime' }));
-  return { argv, write: false, stdout: JSON.stringify({ filesystems }, null, 3) + '\n' };
-}
 
 export const boxMounted: Mounted = { source: SSHFS_SOURCE, fstype: 'fuse.sshfs', options: 'rw,nosuid,nodev,relatime,user_id=0,group_id=0' };
 export const loopMounted = (dev = '/dev/loop3'): Mounted => ({ source: dev, fstype: 'ext4', options: 'rw,noatime' });
@@ -198,27 +187,6 @@ export function keyscan(stdout: string, exitCode = 0): Expectation {
   return { argv: ['ssh-keyscan', '-T', '10', '-p', String(PORT), '-t', 'ed25519,ecdsa,rsa', HOST], write: false, stdout, exitCode };
 }
 
-/** The sftp `pwd` probe hbs uses to see whether key login works. */
-export function sftpProbe(sb: Sandbox, exitCode: number, stderr = ''): Expectation {
-  return {
-    argv: [
-      'sftp', '-q', '-b', '-', '-P', '23', '-o', 'ConnectTimeout=20',
-      '-o', `IdentityFile=${sb.sshKey}`,
-      '-o', 'IdentitiesOnly=yes',
-      '-o', `UserKnownHostsFile=${sb.knownHosts}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'ServerAliveInterval=15',
-      '-o', 'ServerAliveCountMax=3',
-      '-o', 'BatchMode=yes',
-      `${USER}@${HOST}`,
-    ],
-    write: false,
-    stdin: 'pwd\n',
-    exitCode,
-    stderr,
-  };
-}
 
 /** `stat --file-system` on the box mount: fragment size, blocks, available blocks. */
 export function statFs(path: string, stdout: string): Expectation {

@@ -1,0 +1,45 @@
+/**
+ * Canned answers of the read-only probes hbs runs, shared by the step and lifecycle unit tests.
+ * Argv arrays are written out literally (not built from src helpers), so any change to a command
+ * line fails a test.
+ */
+import type { Expectation } from '../../src/core/recording-runner.js';
+
+export const USER = 'u123456';
+export const HOST = 'u123456.your-storagebox.de';
+
+export interface Mounted {
+  source: string;
+  fstype: string;
+  options?: string;
+}
+
+/** `findmnt --json --mountpoint PATH`: exit 1 and no output when nothing is mounted there. */
+export function findmnt(path: string, ...mounted: Mounted[]): Expectation {
+  const argv = ['findmnt', '--json', '--mountpoint', path, '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'];
+  if (mounted.length === 0) return { argv, write: false, exitCode: 1 };
+  const filesystems = mounted.map((m) => ({ target: path, source: m.source, fstype: m.fstype, options: m.options ?? 'rw,relatime' }));
+  return { argv, write: false, stdout: JSON.stringify({ filesystems }, null, 3) + '\n' };
+}
+
+/** The sftp `pwd` probe hbs uses to see whether key login works (and so whether the box is reachable). */
+export function sftpProbe(paths: { sshKey: string; knownHosts: string }, exitCode: number, stderr = ''): Expectation {
+  return {
+    argv: [
+      'sftp', '-q', '-b', '-', '-P', '23', '-o', 'ConnectTimeout=20',
+      '-o', `IdentityFile=${paths.sshKey}`,
+      '-o', 'IdentitiesOnly=yes',
+      '-o', `UserKnownHostsFile=${paths.knownHosts}`,
+      '-o', 'GlobalKnownHostsFile=/dev/null',
+      '-o', 'StrictHostKeyChecking=yes',
+      '-o', 'ServerAliveInterval=15',
+      '-o', 'ServerAliveCountMax=3',
+      '-o', 'BatchMode=yes',
+      `${USER}@${HOST}`,
+    ],
+    write: false,
+    stdin: 'pwd\n',
+    exitCode,
+    stderr,
+  };
+}
