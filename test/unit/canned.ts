@@ -43,3 +43,19 @@ export function sftpProbe(paths: { sshKey: string; knownHosts: string }, exitCod
     stderr,
   };
 }
+
+/** The sshfs option string for the box mount, written out. */
+export function sshfsOptions(paths: { sshKey: string; knownHosts: string }): string {
+  return [
+    'reconnect',
+    'port=23',
+    `IdentityFile=${paths.sshKey}`,
+    'IdentitiesOnly=yes',
+    `UserKnownHostsFile=${paths.knownHosts}`,
+    'GlobalKnownHostsFile=/dev/null',
+    'StrictHostKeyChecking=yes',
+    'ServerAliveInterval=15',
+    'ServerAliveCountMax=3',
+    'BatchMode=yes',
+  ].join(',');
+}

@@ -6,7 +6,7 @@
  * shows up as a failing test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Cmd } from '../../../src/core/runner.js';
@@ -16,7 +16,8 @@ import type { Config } from '../../../src/lib/config.js';
 import type { LifecycleContext, LifecycleDeps, LifecycleOptions } from '../../../src/lifecycle/context.js';
 import type { Lock } from '../../../src/lifecycle/lock.js';
 import { MemoryReporter } from '../../../src/ui/reporter.js';
-import { HOST, USER } from '../canned.js';
+import { HOST, sshfsOptions, USER } from '../canned.js';
+export { exists } from '../../../src/lib/fs-util.js';
 export { findmnt, HOST, sftpProbe, USER, type Mounted } from '../canned.js';
 import type { Mounted } from '../canned.js';
 
@@ -130,14 +131,6 @@ export async function readJson(path: string): Promise<unknown> {
   return JSON.parse(await readFile(path, 'utf8')) as unknown;
 }
 
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Canned commands (literal argv)
@@ -201,19 +194,7 @@ export function blkid(path: string, sig?: Record<string, string>): Expectation {
 export const EXT4_SIG = { LABEL: 'hbs', UUID, BLOCK_SIZE: '4096', TYPE: 'ext4' };
 
 export function sshfs(sb: Sandbox, result: Partial<Expectation> = {}): Expectation {
-  const options = [
-    'reconnect',
-    'port=23',
-    `IdentityFile=${sb.sshKey}`,
-    'IdentitiesOnly=yes',
-    `UserKnownHostsFile=${sb.knownHosts}`,
-    'GlobalKnownHostsFile=/dev/null',
-    'StrictHostKeyChecking=yes',
-    'ServerAliveInterval=15',
-    'ServerAliveCountMax=3',
-    'BatchMode=yes',
-  ].join(',');
-  return { argv: ['sshfs', '-o', options, SSHFS_SOURCE, sb.boxMount], write: true, ...result };
+  return { argv: ['sshfs', '-o', sshfsOptions(sb), SSHFS_SOURCE, sb.boxMount], write: true, ...result };
 }
 
 export function mountImage(sb: Sandbox, result: Partial<Expectation> = {}): Expectation {

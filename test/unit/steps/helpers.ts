@@ -16,8 +16,8 @@ import type { Config } from '../../../src/lib/config.js';
 import { newState, type Deps, type InitContext, type InitState } from '../../../src/init/context.js';
 import type { InitOptions } from '../../../src/init/options.js';
 import { MemoryReporter } from '../../../src/ui/reporter.js';
-import { HOST, USER } from '../canned.js';
-export { findmnt, HOST, sftpProbe, USER, type Mounted } from '../canned.js';
+import { HOST, sshfsOptions, USER } from '../canned.js';
+export { findmnt, HOST, sftpProbe, sshfsOptions, USER, type Mounted } from '../canned.js';
 import type { Mounted } from '../canned.js';
 
 const run = promisify(execFile);
@@ -217,21 +217,6 @@ export function verifyTab(file: string, out: { stderr?: string; stdout?: string;
   return { argv: ['findmnt', '--verify', '--tab-file', file], write: false, stderr: out.stderr ?? '', stdout: out.stdout ?? '', exitCode: out.exitCode ?? (clean ? 0 : 1) };
 }
 
-/** The sshfs option string for the box mount, written out. */
-export function sshfsOptions(sb: Sandbox): string {
-  return [
-    'reconnect',
-    'port=23',
-    `IdentityFile=${sb.sshKey}`,
-    'IdentitiesOnly=yes',
-    `UserKnownHostsFile=${sb.knownHosts}`,
-    'GlobalKnownHostsFile=/dev/null',
-    'StrictHostKeyChecking=yes',
-    'ServerAliveInterval=15',
-    'ServerAliveCountMax=3',
-    'BatchMode=yes',
-  ].join(',');
-}
 
 // ---------------------------------------------------------------------------------------------
 // Assertions and file helpers
