@@ -3,13 +3,12 @@
  * answer checked right under its prompt (asked again, never a crash), the host key shown for an
  * explicit yes, and the summary's single confirmation. Steps never prompt; this module does.
  */
-import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { AbortError, EXIT, HbsError, UsageError } from '../core/errors.js';
 import type { Runner } from '../core/runner.js';
 import { readConfig, type Config } from '../lib/config.js';
 import { fileExists } from '../lib/fs-util.js';
-import { knownHostsName, pinKey, type HostKey } from '../lib/host-keys.js';
+import type { HostKey } from '../lib/host-keys.js';
+import { withThrowawayKnownHosts } from '../lib/ssh.js';
 import { isEmptyOrMissing, mountAt } from '../lib/mounts.js';
 import { probeBoxWithKey, type BoxSpace } from '../lib/remote-df.js';
 import { formatSize, parseSize } from '../lib/size.js';
@@ -236,14 +235,7 @@ async function probeWithKey(
   c: { user: string; host: string; port: number; key: string },
   hostKey: HostKey,
 ): Promise<{ login: boolean; space?: BoxSpace }> {
-  const dir = await io.mkTempDir('hbs-probe-');
-  try {
-    const knownHosts = join(dir, 'known_hosts');
-    await writeFile(knownHosts, pinKey('', knownHostsName(c.host, c.port), hostKey), { mode: 0o600 });
-    return await probeBoxWithKey(io.runner, { ...c, remotePath: '', knownHosts });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  return withThrowawayKnownHosts((prefix) => io.mkTempDir(prefix), c.host, c.port, hostKey, (knownHosts) => probeBoxWithKey(io.runner, { ...c, remotePath: '', knownHosts }));
 }
 
 /** The box password, masked; needed once, before the summary, so nothing is asked after "yes". */

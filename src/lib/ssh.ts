@@ -1,4 +1,6 @@
-import { sshTarget } from './host-keys.js';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { knownHostsName, pinKey, sshTarget, type HostKey } from './host-keys.js';
 import type { Runner } from '../core/runner.js';
 
 /** Everything needed to reach the box with hbs's own key and pinned host key. */
@@ -57,4 +59,25 @@ export async function keyLoginWorks(runner: Runner, c: BoxConn): Promise<{ ok: b
   argv.push(sshTarget(c.user, c.host));
   const r = await runner.run({ argv, stdin: 'pwd\n', write: false, allowFail: true, timeoutMs: 60_000 });
   return { ok: r.exitCode === 0, stderr: r.stderr.trim() };
+}
+
+/**
+ * Runs `work` with a throwaway known_hosts that trusts exactly `hostKey` (for probes before the key
+ * is pinned: a dry-run, the wizard). The directory is removed afterwards.
+ */
+export async function withThrowawayKnownHosts<T>(
+  mkTempDir: (prefix: string) => Promise<string>,
+  host: string,
+  port: number,
+  hostKey: HostKey,
+  work: (knownHosts: string) => Promise<T>,
+): Promise<T> {
+  const dir = await mkTempDir('hbs-probe-');
+  try {
+    const knownHosts = join(dir, 'known_hosts');
+    await writeFile(knownHosts, pinKey('', knownHostsName(host, port), hostKey), { mode: 0o600 });
+    return await work(knownHosts);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

@@ -1,10 +1,10 @@
-import { chmod, mkdir, open, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EXIT, HbsError, UsageError } from '../core/errors.js';
 import type { Action, Step } from '../core/plan.js';
 import { mergeAuthorizedKeys, parseOpenSshPublicKey } from '../lib/rfc4716.js';
-import { keyLoginWorks, sshOptionPairs, sshfsSource, type BoxConn } from '../lib/ssh.js';
-import { knownHostsName, pinKey, sshTarget } from '../lib/host-keys.js';
+import { keyLoginWorks, sshOptionPairs, sshfsSource, withThrowawayKnownHosts, type BoxConn } from '../lib/ssh.js';
+import { sshTarget } from '../lib/host-keys.js';
 import { boxConn, type InitContext } from '../init/context.js';
 import { fileExists } from '../lib/fs-util.js';
 
@@ -65,18 +65,16 @@ export const keyUploadStep: Step<InitContext> = {
   async check(ctx) {
     const c = ctx.opts;
     if (ctx.state.simulated.has('ssh-key')) return { done: false, detail: 'the key is not on the box yet' };
-    let conn = boxConn(c);
-    let probeDir: string | undefined;
+    const conn = boxConn(c);
+    let r: { ok: boolean };
     if (ctx.state.simulated.has('host-key')) {
       // Dry-run: the host key is confirmed but not pinned yet; probe with a throwaway known_hosts.
       const key = ctx.state.hostKey;
       if (!key) return { done: false, detail: 'the key is not on the box yet' };
-      probeDir = await ctx.deps.mkTempDir('hbs-probe-');
-      const knownHosts = join(probeDir, 'known_hosts');
-      await writeFile(knownHosts, pinKey('', knownHostsName(c.host, c.port), key), { mode: 0o600 });
-      conn = { ...conn, knownHosts };
+      r = await withThrowawayKnownHosts((prefix) => ctx.deps.mkTempDir(prefix), c.host, c.port, key, (knownHosts) => keyLoginWorks(ctx.runner, { ...conn, knownHosts }));
+    } else {
+      r = await keyLoginWorks(ctx.runner, conn);
     }
-    const r = await keyLoginWorks(ctx.runner, conn).finally(() => (probeDir ? rm(probeDir, { recursive: true, force: true }) : undefined));
     if (r.ok) return { done: true, detail: `${c.user}@${c.host} accepts ${c.sshKey}` };
     return { done: false };
   },
