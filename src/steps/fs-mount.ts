@@ -4,6 +4,7 @@ import { dirExists, isEmptyOrMissing, loopBackingFile, mountAt } from '../lib/mo
 import { fsDeviceOf, imagePathOf, type InitContext } from '../init/context.js';
 import { blockingLock, describeLock, lockPath, newLock, readLock, writeLock } from '../lifecycle/lock.js';
 import { LockHeldError } from '../lifecycle/errors.js';
+import { directIoTask } from '../lib/loop.js';
 
 /** Mounts the image through a loop device, or (encrypted) the open mapping /dev/mapper/NAME as it is. */
 export function mountArgv(image: string, mountPoint: string, mountOptions: readonly string[]): string[] {
@@ -58,6 +59,7 @@ export const fsMountStep: Step<InitContext> = {
       },
     });
     actions.push({ kind: 'run', cmd: { argv: mountArgv(fsDeviceOf(ctx.opts), mp, ctx.state.mountOptions) } });
+    actions.push(directIoTask(ctx.runner, ctx.reporter, mp, ctx.opts.encrypt ? ctx.opts.encrypt.mapperName : undefined));
     return actions;
   },
 };

@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capSysResourceFromStatus } from '../../src/grow/capability.js';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
-import { hbs, teardown } from './helpers.js';
+import { hbs, loopDioAt, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();
 if (skip) console.warn(`skipping end-to-end grow tests: ${skip}`);
@@ -159,6 +159,7 @@ describe.skipIf(skip !== undefined)('hbs grow against a real local SSH server', 
     // One loop device on the image, none left over from before the unmount.
     const loops = await execa('losetup', ['--associated', join(p.boxMount, 'filesystem.img')]);
     expect(loops.stdout.trim().split('\n')).toHaveLength(1);
+    expect(await loopDioAt(p.mountPoint)).toBe('1'); // mounted again with direct I/O
   });
 
   it('leaves a filesystem that e2fsck -fn finds clean', async () => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
-import { HBS, hbs, teardown } from './helpers.js';
+import { HBS, hbs, loopDioAt, teardown } from './helpers.js';
 import { Terminal, tmuxMissing } from './terminal.js';
 import type { StatusReport } from '../../src/lifecycle/status.js';
 
@@ -143,6 +143,7 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
     expect(await readFile(join(a.mountPoint, 'www'), 'utf8')).toBe("www's data\n");
     const lock = JSON.parse(await readFile(join(box.home, 'filesystem.img.hbs-lock'), 'utf8')) as { config: string };
     expect(lock.config).toBe(a.config);
+    expect(await loopDioAt(a.mountPoint)).toBe('1');
     const twice = await hbs(['mount', ...cfg(a)]);
     expect(twice.exitCode).toBe(0);
     expect(twice.stdout).toMatch(/already mounted/);

@@ -233,6 +233,7 @@ describe('runSteps', () => {
       '  ! mkdir -p -m 0755 <tmp>/mnt',
       "  ! write the lock <tmp>/box/filesystem.img.hbs-lock (this machine's hostname, machine-id, pid, time)",
       '  ! mount -t ext4 -o loop,noatime <tmp>/box/filesystem.img <tmp>/mnt',
+      '  ! losetup --direct-io=on <the loop device under <tmp>/mnt> (if the kernel refuses, it stays buffered)',
     ]);
     expect(ctx.state.image.uuid).toBe(cfg.image.uuid);
   });
