@@ -67,6 +67,16 @@ const cameUp = (): ReturnType<typeof findmnt>[] => [
 /** inspectStack with the box up and nothing at the mount point. */
 const boxUpFsDown = (): ReturnType<typeof findmnt>[] => [findmnt(sb.boxMount, boxMounted), statFs(sb.boxMount), loopList(), findmnt(sb.mountPoint)];
 
+/** inspectStack with every layer up and healthy. */
+const allUp = (): ReturnType<typeof findmnt>[] => [
+  findmnt(sb.boxMount, boxMounted),
+  statFs(sb.boxMount),
+  loopList([LOOP, sb.image]),
+  findmnt(sb.mountPoint, loopMounted()),
+  backing(LOOP, sb.image),
+  dd(LOOP),
+];
+
 /** verifyImage: the image is there and is the recorded ext4. */
 const imageOk = (): ReturnType<typeof findmnt>[] => [statImage(sb.image, IMAGE_FACTS), blkid(sb.image, EXT4_SIG)];
 
@@ -125,15 +135,7 @@ describe('mountStack: bringing the stack up', () => {
   it('all up: no command that changes anything; our lock is refreshed', async () => {
     await mkdir(sb.boxMount);
     await writeFile(sb.lock, lockText(ourLock(sb)));
-    const runner = new RecordingRunner([
-      findmnt(sb.boxMount, boxMounted),
-      statFs(sb.boxMount),
-      loopList([LOOP, sb.image]),
-      findmnt(sb.mountPoint, loopMounted()),
-      backing(LOOP, sb.image),
-      dd(LOOP),
-      ...directIoOn(LOOP, true),
-    ]);
+    const runner = new RecordingRunner([...allUp(), ...directIoOn(LOOP, true)]);
     const ctx = makeCtx(sb, runner);
     expect(await mountStack(ctx)).toEqual({ box: 'already', fs: 'already' });
     runner.assertDone();
@@ -149,15 +151,7 @@ describe('mountStack: bringing the stack up', () => {
   it('all up from fstab at boot (buffered loop): switches it to direct I/O, nothing else', async () => {
     await mkdir(sb.boxMount);
     await writeFile(sb.lock, lockText(ourLock(sb)));
-    const runner = new RecordingRunner([
-      findmnt(sb.boxMount, boxMounted),
-      statFs(sb.boxMount),
-      loopList([LOOP, sb.image]),
-      findmnt(sb.mountPoint, loopMounted()),
-      backing(LOOP, sb.image),
-      dd(LOOP),
-      ...directIoOn(LOOP),
-    ]);
+    const runner = new RecordingRunner([...allUp(), ...directIoOn(LOOP)]);
     const ctx = makeCtx(sb, runner);
     expect(await mountStack(ctx)).toEqual({ box: 'already', fs: 'already' });
     runner.assertDone();
