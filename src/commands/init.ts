@@ -16,11 +16,12 @@ import { describeMissing, packagesFor, preflight } from '../init/preflight.js';
 import type { Prompter } from '../init/prompter.js';
 import { previewSteps, type CapturingReporter } from '../init/preview.js';
 import { runSteps } from '../init/run-init.js';
-import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines } from '../init/wizard.js';
+import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines, type ExistingImageIo } from '../init/wizard.js';
 import { ExistingImageError } from '../steps/image.js';
 import { readMachineId } from '../lifecycle/context.js';
 import type { Reporter } from '../ui/reporter.js';
-import { encryptionSummary, resolveEncryption, type EncryptFlags } from '../init/encrypt.js';
+import { askExistingPassphrase, encryptionSummary, encryptOptionsFor, resolveEncryption, type EncryptFlags } from '../init/encrypt.js';
+import type { LuksKey } from '../lib/luks.js';
 
 /** Raw flags as commander hands them over. */
 export interface InitCliFlags extends EncryptFlags {
@@ -147,10 +148,22 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
     config: opts.config,
     dryRun,
     passwordStdin: Boolean(flags.passwordStdin),
+    adopt: opts.adopt,
+    sizeGiven: opts.sizeGiven,
   });
   if (enc) opts.encrypt = enc.opts;
-  const luksKeys = enc?.keys;
-  for (const k of luksKeys ?? []) if (k.kind === 'passphrase') real.addSecret(Buffer.from(k.bytes).toString('utf8'));
+  // Filled later too, when an encrypted image turns up on the box and the person types its passphrase.
+  const luksKeys: LuksKey[] = [...(enc?.keys ?? [])];
+  for (const k of luksKeys) if (k.kind === 'passphrase') real.addSecret(Buffer.from(k.bytes).toString('utf8'));
+  const existing: ExistingImageIo | undefined = prompter && {
+    needsKey: () => !opts.encrypt || luksKeys.length === 0,
+    askKey: async () => {
+      const key = await askExistingPassphrase(prompter, io.reporter, real, imagePathOf(opts));
+      real.addSecret(Buffer.from(key.bytes).toString('utf8'));
+      luksKeys.push(key);
+      opts.encrypt = { ...(opts.encrypt ?? encryptOptionsFor(opts)), passphrase: true };
+    },
+  };
   if (opts.forceFormat && !prompter) {
     throw new UsageError('--force-format erases an existing image: it needs its name typed at a prompt, which --yes or a missing terminal cannot do');
   }
@@ -179,7 +192,7 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   if (prompter && iv) {
     // One screen before anything changes: every answer, and the plan --dry-run would print.
     io.reporter.info('\nWorking out the plan (read-only checks; nothing is changed)…');
-    const { plan, uuids } = await previewWithDecisions(opts, deps, real, prompter);
+    const { plan, uuids } = await previewWithDecisions(opts, deps, real, prompter, luksKeys, existing);
     if (plan.changes) {
       for (const line of summaryLines(opts, iv)) io.reporter.info(line);
       plan.replay(io.reporter);
@@ -200,7 +213,7 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   } catch (err) {
     // Reached when the box was not mounted while planning, so the image on it could not be seen then.
     if (!(err instanceof ExistingImageError) || !prompter) throw err;
-    if (!(await decideOnExistingImage(err, opts, prompter))) throw err;
+    if (!(await decideOnExistingImage(err, opts, prompter, existing))) throw err;
     // Finished steps are skipped on the second pass; only the image and what follows run.
     ctx.state = newState();
     await runSteps(ctx);
@@ -211,7 +224,14 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
 }
 
 /** The dry-run plan, and the UUIDs it made up; an image found on the box is decided on here, before the summary. */
-async function previewWithDecisions(opts: InitOptions, deps: Deps, real: Runner, prompter: Prompter): Promise<{ plan: CapturingReporter; uuids: string[] }> {
+async function previewWithDecisions(
+  opts: InitOptions,
+  deps: Deps,
+  real: Runner,
+  prompter: Prompter,
+  luksKeys: LuksKey[],
+  existing: ExistingImageIo | undefined,
+): Promise<{ plan: CapturingReporter; uuids: string[] }> {
   const attempt = async (): Promise<{ plan: CapturingReporter; uuids: string[] }> => {
     const uuids: string[] = [];
     const uuid = (): string => {
@@ -219,12 +239,13 @@ async function previewWithDecisions(opts: InitOptions, deps: Deps, real: Runner,
       uuids.push(u);
       return u;
     };
-    return { plan: await previewSteps({ opts, deps: { ...deps, uuid } }, real), uuids };
+    // The keys go along: an adopted image's key is checked (read-only) before the summary.
+    return { plan: await previewSteps({ opts, deps: { ...deps, uuid }, luksKeys }, real), uuids };
   };
   try {
     return await attempt();
   } catch (err) {
-    if (!(err instanceof ExistingImageError) || !(await decideOnExistingImage(err, opts, prompter))) throw err;
+    if (!(err instanceof ExistingImageError) || !(await decideOnExistingImage(err, opts, prompter, existing))) throw err;
     return attempt();
   }
 }
@@ -239,7 +260,7 @@ function summary(ctx: InitContext): void {
   r.info('');
   r.info(`The box ${o.user}@${o.host} is mounted at ${o.boxMount}.`);
   r.info(`The image ${imagePathOf(o)} (${formatSize(ctx.state.image.sizeBytes ?? ctx.state.existingConfig?.image.sizeBytes ?? o.size)}, ext4${ctx.state.image.adopted ? ', adopted' : ''}) is mounted at ${o.mountPoint}.`);
-  if (o.encrypt) for (const line of encryptionSummary(o.encrypt)) r.info(line);
+  if (o.encrypt) for (const line of encryptionSummary(o.encrypt, Boolean(ctx.state.luks?.adopted))) r.info(line);
   r.info(`Config: ${o.config}${o.fstab ? `; fstab block in ${o.fstab}` : '; no fstab entries (--no-fstab)'}.`);
   r.info('\nBack up with owners, groups, modes, hard links, ACLs and xattrs intact:');
   r.info(`  rsync -aHAX --numeric-ids SRC/ ${o.mountPoint}/`);
