@@ -3,7 +3,7 @@
  * with the recording runner, which fails on any command it was not told to expect — so a
  * luksFormat, luksAddKey or mkfs anywhere in these runs fails the test.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DryRunRunner } from '../../../src/core/dry-run-runner.js';
@@ -28,6 +28,8 @@ import {
   findmnt,
   FIXTURE_KEY,
   GiB,
+  HOST,
+  keyscan,
   listTree,
   makeCtx,
   makeOpts,
@@ -357,6 +359,30 @@ describe('init --adopt on a LUKS image not recorded here', () => {
     await runSteps(ctx, fromImage());
     inner.assertDone(); // no `cryptsetup open --test-passphrase` expected, none ran
     expect(reporter.lines.filter((l) => l.startsWith('  ! cryptsetup'))).toHaveLength(2);
+  });
+
+  it('dry-run of a whole reinstall (box not mounted yet): the adoption is shown, never a create, luksFormat or mkfs', async () => {
+    await rm(sb.boxMount, { recursive: true });
+    const inner = new RecordingRunner([
+      findmnt(sb.boxMount), // targets
+      findmnt(sb.mountPoint),
+      keyscan(`[${HOST}]:23 ${FIXTURE_KEY.type} ${FIXTURE_KEY.blob}\n`), // host-key
+      findmnt(sb.boxMount), // box-mount
+      findmnt(sb.mountPoint), // fs-mount
+    ]);
+    const reporter = new MemoryReporter();
+    const opts = makeOpts(sb, { adopt: true, sizeGiven: false, encrypt: encryptOpts(), dryRun: true, hostKeyFingerprint: FIXTURE_KEY.fingerprint });
+    const ctx = { ...adoptCtx(inner), opts, reporter, runner: new DryRunRunner(inner, (l) => reporter.line(l)) };
+    await runSteps(ctx);
+    inner.assertDone();
+    expect(writeCalls(inner)).toEqual([]);
+    const text = reporter.lines.join('\n').split(sb.root).join('<tmp>');
+    expect(text).not.toContain(PASS);
+    expect(text).not.toMatch(/luksFormat|luksAddKey|mkfs|truncate|create <tmp>/);
+    expect(text).toContain('• Sparse image file on the box — --adopt: <tmp>/box/filesystem.img is used as it is (LUKS, checked once the box is mounted); never formatted');
+    expect(text).toContain('  ! cryptsetup luksHeaderBackup <tmp>/box/filesystem.img');
+    expect(text).toContain('  ! cryptsetup open --type luks2 --key-file - <tmp>/box/filesystem.img hbs-filesystem <<(stdin)');
+    expect(text).toContain('• ext4 filesystem in the image — adopted: its ext4 UUID is read once it is open; never formatted');
   });
 
   it('a re-run after the adoption finds everything recorded and done', async () => {
