@@ -23,6 +23,7 @@ import { ExistingImageError, imageStep } from '../../../src/steps/image.js';
 import { luksFormatStep, luksOpenStep } from '../../../src/steps/luks.js';
 import { mkfsStep } from '../../../src/steps/mkfs.js';
 import { MemoryReporter } from '../../../src/ui/reporter.js';
+import { directIoOn } from '../canned.js';
 import {
   blkid,
   findmnt,
@@ -126,6 +127,9 @@ describe('init --adopt on a LUKS image not recorded here', () => {
       blkid(`/dev/mapper/${MAPPER}`, { LABEL: 'hbs-backup', UUID: FS_UUID, BLOCK_SIZE: '4096', TYPE: 'ext4' }),
       findmnt(sb.mountPoint), // fs-mount
       { argv: ['mount', '-t', 'ext4', '-o', 'noatime,noinit_itable', `/dev/mapper/${MAPPER}`, sb.mountPoint], write: true },
+      findmnt(sb.mountPoint, { source: `/dev/mapper/${MAPPER}`, fstype: 'ext4' }), // loop direct I/O under the mapping
+      { argv: ['cryptsetup', 'status', MAPPER], write: false, stdout: `/dev/mapper/${MAPPER} is active and is in use.\n  type:    LUKS2\n  device:  /dev/loop0\n  loop:    ${sb.image}\n` },
+      ...directIoOn('/dev/loop0'),
       verifyTab(join(fstabDir, 'block'), CLEAN), // fstab
       verifyTab(join(fstabDir, 'before'), CLEAN),
       verifyTab(join(fstabDir, 'after'), CLEAN),
@@ -345,6 +349,7 @@ describe('init --adopt on a LUKS image not recorded here', () => {
       '  ! mkdir -p -m 0755 <tmp>/mnt',
       "  ! write the lock <tmp>/box/filesystem.img.hbs-lock (this machine's hostname, machine-id, pid, time)",
       '  ! mount -t ext4 -o noatime,noinit_itable /dev/mapper/hbs-filesystem <tmp>/mnt',
+      '  ! losetup --direct-io=on <the loop device under <tmp>/mnt> (if the kernel refuses, it stays buffered)',
       '  ! findmnt --verify the new hbs block, and <tmp>/fstab with it (no new errors allowed)',
       '  ! back up <tmp>/fstab, then write it atomically with the block between the BEGIN/END markers',
     ]);
