@@ -25,8 +25,13 @@ const online = capSysResourceFromStatus(await readFile('/proc/self/status', 'utf
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
-/** Checksums of the first and the last MiB, and the size: what a refused grow must leave alone. */
+/**
+ * Checksums of the first and the last MiB, and the size: what a refused grow must leave alone.
+ * `sync` first: a mounted ext4 writes its pending metadata back whenever it likes (with loop direct
+ * I/O it reaches the file at once), and that must not count as a change made by hbs.
+ */
 async function fingerprint(path: string): Promise<{ size: number; first: string; last: string }> {
+  await execa('sync');
   const fh = await open(path, 'r');
   try {
     const { size } = await fh.stat();
