@@ -35,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--no-fstab', 'do not touch any fstab')
     .addOption(new Option('--force', 'allow an image larger than the free space on the box'))
     .option('--adopt', 'use an image already on the box as it is (a reinstalled server): no mkfs; an encrypted (LUKS) one needs its passphrase or key file')
+    .option('--steal-lock', 'take over the lock another machine left next to the image (a reinstalled server; asks first, with --yes it does not)')
     .option('--force-format', 'erase an existing image and format it anew (asks to type its name; never with --yes)')
     .option('--encrypt', 'LUKS2-encrypt the image (keys: a passphrase and/or a key file)')
     .option('--luks-passphrase-stdin', 'with --encrypt or --adopt: read the LUKS passphrase from stdin (else $HBS_LUKS_PASSPHRASE, else a prompt)')

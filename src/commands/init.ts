@@ -2,7 +2,7 @@ import { mkdtemp, stat } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { PreflightError, UsageError } from '../core/errors.js';
+import { EXIT, HbsError, PreflightError, UsageError } from '../core/errors.js';
 import { DryRunRunner } from '../core/dry-run-runner.js';
 import { RealRunner } from '../core/real-runner.js';
 import type { Runner } from '../core/runner.js';
@@ -19,6 +19,7 @@ import { runSteps } from '../init/run-init.js';
 import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines, type ExistingImageIo } from '../init/wizard.js';
 import { ExistingImageError } from '../steps/image.js';
 import { readMachineId } from '../lifecycle/context.js';
+import { LockHeldError } from '../lifecycle/errors.js';
 import type { Reporter } from '../ui/reporter.js';
 import { askExistingPassphrase, encryptionSummary, encryptOptionsFor, resolveEncryption, type EncryptFlags } from '../init/encrypt.js';
 import type { LuksKey } from '../lib/luks.js';
@@ -40,6 +41,7 @@ export interface InitCliFlags extends EncryptFlags {
   config?: string;
   force?: boolean;
   adopt?: boolean;
+  stealLock?: boolean;
   forceFormat?: boolean;
   yes?: boolean;
   dryRun?: boolean;
@@ -142,6 +144,8 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
     forceFormat: Boolean(flags.forceFormat),
     formatConfirmed: false,
     sizeGiven: flags.size !== undefined,
+    // Set once the person confirmed the takeover (takeOverLock), never straight from the flag.
+    stealLock: false,
   };
   const enc = await resolveEncryption(flags, { reporter: io.reporter, prompter, readStdin: io.readStdin, env: io.env }, {
     image: opts.image,
@@ -181,6 +185,8 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   }
 
   if (dryRun) {
+    // Nothing is changed, so nothing is taken over: the plan shows what a confirmed takeover does.
+    opts.stealLock = Boolean(flags.stealLock);
     io.reporter.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');
     const ctx: InitContext = { opts, runner: new DryRunRunner(real, (l) => io.reporter.line(l)), reporter: io.reporter, deps, password, luksKeys, state: newState() };
     await runSteps(ctx);
@@ -192,7 +198,7 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   if (prompter && iv) {
     // One screen before anything changes: every answer, and the plan --dry-run would print.
     io.reporter.info('\nWorking out the plan (read-only checks; nothing is changed)…');
-    const { plan, uuids } = await previewWithDecisions(opts, deps, real, prompter, luksKeys, existing);
+    const { plan, uuids } = await previewWithDecisions(opts, deps, real, prompter, luksKeys, existing, flags);
     if (plan.changes) {
       for (const line of summaryLines(opts, iv)) io.reporter.info(line);
       plan.replay(io.reporter);
@@ -208,16 +214,15 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   }
 
   const ctx: InitContext = { opts, runner: real, reporter: io.reporter, deps: runDeps, password, luksKeys, state: newState() };
-  try {
-    await runSteps(ctx);
-  } catch (err) {
-    // Reached when the box was not mounted while planning, so the image on it could not be seen then.
-    if (!(err instanceof ExistingImageError) || !prompter) throw err;
-    if (!(await decideOnExistingImage(err, opts, prompter, existing))) throw err;
-    // Finished steps are skipped on the second pass; only the image and what follows run.
-    ctx.state = newState();
-    await runSteps(ctx);
-  }
+  // Finished steps are skipped on a second pass: only the step that stopped and what follows run.
+  await withDecisions(() => runSteps(ctx), async (err) => {
+    const again =
+      (await confirmTakeover(err, flags, prompter, opts)) ||
+      // Reached when the box was not mounted while planning, so the image on it could not be seen then.
+      (err instanceof ExistingImageError && prompter !== undefined && (await decideOnExistingImage(err, opts, prompter, existing)));
+    if (again) ctx.state = newState();
+    return again;
+  });
   summary(ctx);
   // Only after success: on a failure a generated key file may already guard a key slot, so it stays.
   await enc?.finish();
@@ -231,6 +236,7 @@ async function previewWithDecisions(
   prompter: Prompter,
   luksKeys: LuksKey[],
   existing: ExistingImageIo | undefined,
+  flags: InitCliFlags,
 ): Promise<{ plan: CapturingReporter; uuids: string[] }> {
   const attempt = async (): Promise<{ plan: CapturingReporter; uuids: string[] }> => {
     const uuids: string[] = [];
@@ -242,12 +248,38 @@ async function previewWithDecisions(
     // The keys go along: an adopted image's key is checked (read-only) before the summary.
     return { plan: await previewSteps({ opts, deps: { ...deps, uuid }, luksKeys }, real), uuids };
   };
-  try {
-    return await attempt();
-  } catch (err) {
-    if (!(err instanceof ExistingImageError) || !(await decideOnExistingImage(err, opts, prompter, existing))) throw err;
-    return attempt();
+  return withDecisions(attempt, async (err) =>
+    (await confirmTakeover(err, flags, prompter, opts)) || (err instanceof ExistingImageError && (await decideOnExistingImage(err, opts, prompter, existing))),
+  );
+}
+
+/**
+ * Runs `work`; when it stops on something the person may decide (an image already on the box,
+ * another machine's lock), `decide` asks and, on a yes, `work` runs again (a few times at most).
+ */
+async function withDecisions<T>(work: () => Promise<T>, decide: (err: unknown) => Promise<boolean>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (attempt >= 3 || !(await decide(err))) throw err;
+    }
   }
+}
+
+/** --steal-lock: another machine's lock is taken over only after the person's yes (or with --yes). */
+async function confirmTakeover(err: unknown, flags: InitCliFlags, prompter: Prompter | undefined, opts: InitOptions): Promise<boolean> {
+  if (!(err instanceof LockHeldError) || !flags.stealLock || opts.stealLock) return false;
+  if (!flags.yes) {
+    if (!prompter) throw new UsageError('--steal-lock needs a confirmation: answer the question in a terminal, or add --yes');
+    const ok = await prompter.confirm({
+      message: `${err.holder} holds the lock. Take it over? Only if that machine no longer has the image mounted (a reinstalled or dead server).`,
+      default: false,
+    });
+    if (!ok) throw new HbsError('lock not taken over; the image was not mounted here', EXIT.aborted);
+  }
+  opts.stealLock = true;
+  return true;
 }
 
 function summary(ctx: InitContext): void {

@@ -1,3 +1,4 @@
+import { guardLock } from '../init/lock-guard.js';
 import { chmod, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { EXIT, HbsError } from '../core/errors.js';
@@ -18,8 +19,6 @@ import {
   type LuksKey,
 } from '../lib/luks.js';
 import { ensureDir, fileExists } from '../lib/fs-util.js';
-import { blockingLock, describeLock, readLock } from '../lifecycle/lock.js';
-import { LockHeldError } from '../lifecycle/errors.js';
 import { probeSignature } from './image.js';
 
 function encryptOf(ctx: InitContext): EncryptOptions {
@@ -161,9 +160,7 @@ export const luksOpenStep: Step<InitContext> = {
     }
     if (ctx.state.luks?.adopted) {
       // Another machine (the old server, still running?) may use the image: do not even open it then.
-      const lock = await readLock({ boxMount: ctx.opts.boxMount, image: { name: ctx.opts.image } }, await ctx.deps.machineId());
-      const blocking = blockingLock(lock, ctx.opts.config);
-      if (blocking) throw new LockHeldError(describeLock(blocking));
+      await guardLock(ctx);
     }
     return { done: false };
   },

@@ -258,6 +258,24 @@ describe('fs-mount step', () => {
     expect(ctx.reporter.lines).toEqual([]);
   });
 
+  it('another machine\'s lock: refused, unless the person confirmed the takeover (--steal-lock), which says whose it was', async () => {
+    await mkdir(sb.boxMount);
+    await mkdir(sb.mountPoint);
+    const old = { hostname: 'old-server', machineId: 'e'.repeat(32), pid: 7, time: '2026-11-02T08:00:00.000Z', config: '/etc/hbs/config.json' };
+    await writeFile(`${sb.image}.hbs-lock`, JSON.stringify(old));
+    const refused = makeCtx(sb, { runner: new RecordingRunner() });
+    const [task] = await fsMountStep.plan(refused);
+    if (task?.kind !== 'task') throw new Error('expected the lock task first');
+    await expect(task.run()).rejects.toThrow(/in use by another machine: old-server/);
+    expect(JSON.parse(await readText(`${sb.image}.hbs-lock`))).toEqual(old);
+    const ctx = makeCtx(sb, { runner: new RecordingRunner(), opts: { stealLock: true } });
+    const [steal] = await fsMountStep.plan(ctx);
+    if (steal?.kind !== 'task') throw new Error('expected the lock task first');
+    await steal.run();
+    expect(JSON.parse(await readText(`${sb.image}.hbs-lock`))).toMatchObject({ hostname: HOSTNAME, config: sb.config });
+    expect(ctx.reporter.lines).toEqual(['! taking over the lock held by old-server (machine-id eeeeeeeeeeee…, pid 7, config /etc/hbs/config.json) since 2026-11-02T08:00:00.000Z']);
+  });
+
   it('the lock task writes this machine\'s lock next to the image (0600)', async () => {
     await mkdir(sb.boxMount);
     await mkdir(sb.mountPoint);
