@@ -24,7 +24,7 @@ describe('mkfs step', () => {
     await expect(mkfsStep.check(makeCtx(sb, { runner: new RecordingRunner(), state: created }))).resolves.toEqual({ done: false });
   });
 
-  it('with e2fsprogs 1.47.0, formats with assume_storage_prezeroed and no extra mount option', async () => {
+  it('with e2fsprogs 1.47.0, formats with assume_storage_prezeroed; mounts with noinit_itable (no zeroing of groups a grow adds)', async () => {
     const runner = new RecordingRunner([mke2fsVersion('1.47.0')]);
     const ctx = makeCtx(sb, { runner, state: created });
     expect(await mkfsStep.plan(ctx)).toEqual([
@@ -37,7 +37,7 @@ describe('mkfs step', () => {
       },
     ]);
     runner.assertDone();
-    expect(ctx.state.mountOptions).toEqual(['noatime']);
+    expect(ctx.state.mountOptions).toEqual(['noatime', 'noinit_itable']);
     expect(ctx.state.mkfsExtended).toEqual(['assume_storage_prezeroed=1', 'nodiscard']);
     expect(ctx.state.image.uuid).toBe(FIXED_UUID);
   });
@@ -74,7 +74,7 @@ describe('mkfs step', () => {
 
   it('tuning: 1.47 and later (2.x too) skip zeroing; older ones defer it', () => {
     expect(mkfsTuning([2, 0, 0]).extended).toEqual(['assume_storage_prezeroed=1', 'nodiscard']);
-    expect(mkfsTuning([1, 47, 2]).mountOptions).toEqual([]);
+    expect(mkfsTuning([1, 47, 2]).mountOptions).toEqual(['noinit_itable']);
     expect(mkfsTuning([1, 45, 7]).mountOptions).toEqual(['noinit_itable']);
   });
 });

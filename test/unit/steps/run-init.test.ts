@@ -139,7 +139,7 @@ describe('runSteps', () => {
     // the planned config and known_hosts are exactly what a real run would write
     expect(writes.map((w) => w.path)).toEqual([sb.knownHosts, sb.config]);
     expect(writes[0]?.content).toBe(KEYSCAN);
-    expect(writes[1]?.content).toBe(serializeConfig(recordedConfig(sb)));
+    expect(writes[1]?.content).toBe(serializeConfig(recordedConfig(sb, { mountOptions: ['noatime', 'noinit_itable'] })));
 
     const transcript = stableTranscript(ctx.reporter.lines, writes);
     // every change is a `!` line; nothing claims to be done
