@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,10 +74,10 @@ export interface StartBoxOptions {
   password?: string;
   /**
    * Keep the box in this directory — its home (`home/`), host key, sshd files, and in `box.json` the
-   * account's name, uid, gid, password and port — and leave all of it there on stop(). A later
+   * account's name, password and port — and leave all of it there on stop(). A later
    * startBox({ stateDir }) brings back the same box (same account, files, host key and port), also
-   * where /etc/passwd starts afresh (a second boot of the test VM): the account is made again with
-   * the recorded uid and gid. Every directory above it must be searchable by others (mkdtemp makes
+   * where /etc/passwd starts afresh (a second boot of the test VM): the account is made again and
+   * owns its home (chown -R when it got another uid). Every directory above it must be searchable by others (mkdtemp makes
    * 0700 ones): sshd has to reach the home as the account. Without it the box lives in a temporary directory and /home, and stop()
    * removes everything.
    */
@@ -87,8 +87,6 @@ export interface StartBoxOptions {
 /** What a box kept in a state directory needs to come back as the same box. */
 interface SavedBox {
   user: string;
-  uid: number;
-  gid: number;
   password: string;
   port: number;
 }
@@ -112,9 +110,13 @@ export async function startBox(opts: StartBoxOptions = {}): Promise<StandInBox> 
   const user = saved?.user ?? `u8${randomInt(1_000_000, 9_999_999)}`;
   const password = saved?.password ?? opts.password ?? nastyPassword();
   if (saved) {
-    // The same account again, owning the files it left: recorded uid and gid, the existing home.
-    await execa('groupadd', ['--gid', String(saved.gid), user]);
-    await execa('useradd', ['--uid', String(saved.uid), '--gid', String(saved.gid), '--no-create-home', '--home-dir', join(dir, 'home'), '--shell', '/bin/sh', user]);
+    // The same account again, on the home it left. Its old uid may belong to someone else by now (the
+    // VM sees the host's live /etc/passwd), so it gets whatever uid is free and takes its files along.
+    await execa('useradd', ['--no-create-home', '--home-dir', join(dir, 'home'), '--shell', '/bin/sh', user]);
+    const uid = (await execa('id', ['-u', user])).stdout.trim();
+    const gid = (await execa('id', ['-g', user])).stdout.trim();
+    const home = join(dir, 'home');
+    if ((await stat(home)).uid !== Number(uid)) await execa('chown', ['-R', `${uid}:${gid}`, home]);
   } else {
     await execa('useradd', ['--create-home', ...(keep ? ['--home-dir', join(dir, 'home')] : []), '--shell', '/bin/sh', user]);
   }
@@ -145,7 +147,7 @@ export async function startBox(opts: StartBoxOptions = {}): Promise<StandInBox> 
     const pub = (await readFile(join(dir, 'host_key.pub'), 'utf8')).trim().split(/\s+/)[1] ?? '';
     const port = saved?.port ?? (await freePort());
     if (keep && !saved) {
-      const record: SavedBox = { user, uid: Number(entry[2]), gid: Number(entry[3]), password, port };
+      const record: SavedBox = { user, password, port };
       await writeFile(savedFile, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
     }
     const config = join(dir, 'sshd_config');

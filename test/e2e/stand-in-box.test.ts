@@ -39,6 +39,8 @@ describe.skipIf(skip !== undefined)('stand-in box with a state directory', () =>
     // What a second boot looks like: no account in /etc/passwd, the state directory still there.
     expect(await knows(first.user)).toBe(false);
     expect((await stat(file)).size).toBe(11);
+    // As if its uid had gone to another account meanwhile: the files belong to a stranger now.
+    await execa('chown', ['-R', '4242:4242', first.home]);
 
     const again = await startBox({ stateDir: state });
     box = again;
@@ -49,12 +51,14 @@ describe.skipIf(skip !== undefined)('stand-in box with a state directory', () =>
       fingerprint: first.hostKeyFingerprint,
       home: first.home,
     });
-    expect((await execa('id', ['-u', again.user])).stdout.trim()).toBe(String(owner));
+    // It owns its home and files again (under whatever uid was free this time).
+    const uid = Number((await execa('id', ['-u', again.user])).stdout.trim());
+    expect([(await stat(again.home)).uid, (await stat(file)).uid]).toEqual([uid, uid]);
     // The account can log in with a key and sees its file.
     const key = join(dir, 'id');
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
-    await execa('install', ['-d', '-m', '0700', '-o', again.user, '-g', String(owner), join(again.home, '.ssh')]);
-    await execa('install', ['-m', '0600', '-o', again.user, '-g', String(owner), `${key}.pub`, join(again.home, '.ssh', 'authorized_keys')]);
+    await execa('install', ['-d', '-m', '0700', '-o', again.user, join(again.home, '.ssh')]);
+    await execa('install', ['-m', '0600', '-o', again.user, `${key}.pub`, join(again.home, '.ssh', 'authorized_keys')]);
     const r = await execa('sftp', ['-P', String(again.port), '-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-b', '-', `${again.user}@127.0.0.1`], {
       input: 'ls\n',
     });
