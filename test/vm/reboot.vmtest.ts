@@ -9,12 +9,14 @@
 // `mount -a -T fstab`, the crypttab line through /lib/systemd/systemd-cryptsetup attach (the argv
 // systemd-cryptsetup-generator writes into ExecStart=), the filesystem's fstab line; data intact,
 // findmnt --verify clean; `hbs umount` takes it down; no mounts, loops or mappers left.
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeVmResult, runInVm, vmAvailable } from './run-in-vm.js';
 
 let share = '';
+const SYSTEMD_CRYPTSETUP = '/lib/systemd/systemd-cryptsetup';
 
 function fields(out: string): Record<string, string> {
   const f: Record<string, string> = {};
@@ -33,6 +35,7 @@ describe('a reboot: encrypted (--luks-unattended) and plain stacks come back (VM
   beforeAll(async () => {
     const check = await vmAvailable();
     if (!check.ok) throw new Error(`cannot start a VM here:\n${check.message}`);
+    if (!existsSync(SYSTEMD_CRYPTSETUP)) throw new Error(`${SYSTEMD_CRYPTSETUP} is missing: apt-get install systemd-cryptsetup (Debian 13+; part of systemd on 12)`);
     share = await mkdtemp('/var/tmp/hbs-vm-reboot-');
     await chmod(share, 0o755); // the box account must reach its home inside
   });
