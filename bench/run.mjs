@@ -55,11 +55,11 @@ const GCM = 'Ciphers=^aes128-gcm@openssh.com';
 const VARIANTS = [
   { id: 'plain', label: 'plain sshfs (hbs’s sshfs options)', plain: true },
   { id: 'plain-gcm', label: `plain sshfs + ${GCM}`, plain: true, sshfs: [GCM] },
-  { id: 'hbs', label: 'hbs defaults (ext4, mount -o loop)' },
+  { id: 'hbs', label: 'mount -o loop, buffered (hbs before loop direct I/O)' },
   { id: 'gcm', label: `hbs + ${GCM}`, sshfs: [GCM] },
   { id: 'conns4', label: 'hbs + max_conns=4', sshfs: ['max_conns=4'] },
   { id: 'sshfs-dio', label: 'hbs + sshfs direct_io', sshfs: ['direct_io'] },
-  { id: 'loop-dio', label: 'hbs + loop direct I/O (losetup --direct-io=on)', loopDio: true },
+  { id: 'loop-dio', label: 'hbs defaults: mount -o loop + losetup --direct-io=on', loopDio: true },
   { id: 'commit60', label: 'hbs + ext4 commit=60', ext4: ['commit=60'] },
   { id: 'combo', label: `hbs + ${GCM} + loop direct I/O + commit=60`, sshfs: [GCM], loopDio: true, ext4: ['commit=60'] },
   // Only on request (BENCH_VARIANTS=…): a read-side option, and one that is unsafe on a network link.

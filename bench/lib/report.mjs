@@ -95,8 +95,8 @@ export function render(r) {
     const sizes = [l.variantMiB && `${l.variantMiB} MiB through the relay, link limit ${l.linkLimitMiBPerS.toFixed(1)} MiB/s`, l.loopbackMiB && `${l.loopbackMiB} MiB straight to sshd on loopback`].filter(Boolean).join('; ');
     out.push('', `### Large files: variants (${sizes}), ${l.repeat > 1 ? `median of ${l.repeat} runs` : 'one run each'}`, '');
     const cols = ['variant'];
-    if (l.variantMiB) cols.push('relay', 'vs plain', 'vs hbs');
-    if (l.loopbackMiB) cols.push('loopback', 'vs plain', 'vs hbs');
+    if (l.variantMiB) cols.push('relay', 'vs plain', 'vs buffered loop');
+    if (l.loopbackMiB) cols.push('loopback', 'vs plain', 'vs buffered loop');
     out.push(...head(cols));
     const x = (v) => (v === undefined ? '' : fmtX(v));
     for (const v of l.variants) {

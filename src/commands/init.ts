@@ -2,7 +2,7 @@ import { mkdtemp, stat } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { PreflightError, UsageError } from '../core/errors.js';
+import { EXIT, HbsError, PreflightError, UsageError } from '../core/errors.js';
 import { DryRunRunner } from '../core/dry-run-runner.js';
 import { RealRunner } from '../core/real-runner.js';
 import type { Runner } from '../core/runner.js';
@@ -16,12 +16,14 @@ import { describeMissing, packagesFor, preflight } from '../init/preflight.js';
 import type { Prompter } from '../init/prompter.js';
 import { previewSteps, type CapturingReporter } from '../init/preview.js';
 import { runSteps } from '../init/run-init.js';
-import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines } from '../init/wizard.js';
+import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines, type ExistingImageIo } from '../init/wizard.js';
 import { ExistingImageError } from '../steps/image.js';
 import { assertCrypttabWritable } from '../steps/crypttab.js';
 import { readMachineId } from '../lifecycle/context.js';
+import { LockHeldError } from '../lifecycle/errors.js';
 import type { Reporter } from '../ui/reporter.js';
-import { encryptionSummary, resolveEncryption, type EncryptFlags } from '../init/encrypt.js';
+import { askExistingPassphrase, encryptionSummary, encryptOptionsFor, resolveEncryption, type EncryptFlags } from '../init/encrypt.js';
+import type { LuksKey } from '../lib/luks.js';
 
 /** Raw flags as commander hands them over. */
 export interface InitCliFlags extends EncryptFlags {
@@ -40,6 +42,7 @@ export interface InitCliFlags extends EncryptFlags {
   config?: string;
   force?: boolean;
   adopt?: boolean;
+  stealLock?: boolean;
   forceFormat?: boolean;
   yes?: boolean;
   dryRun?: boolean;
@@ -142,18 +145,32 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
     forceFormat: Boolean(flags.forceFormat),
     formatConfirmed: false,
     sizeGiven: flags.size !== undefined,
+    // Set once the person confirmed the takeover (takeOverLock), never straight from the flag.
+    stealLock: false,
   };
   const enc = await resolveEncryption(flags, { reporter: io.reporter, prompter, readStdin: io.readStdin, env: io.env }, {
     image: opts.image,
     config: opts.config,
     dryRun,
     passwordStdin: Boolean(flags.passwordStdin),
+    adopt: opts.adopt,
+    sizeGiven: opts.sizeGiven,
   });
   if (enc) opts.encrypt = enc.opts;
   // Before anything changes: paths crypttab cannot hold stop the run here, not after mkfs.
   assertCrypttabWritable(opts);
-  const luksKeys = enc?.keys;
-  for (const k of luksKeys ?? []) if (k.kind === 'passphrase') real.addSecret(Buffer.from(k.bytes).toString('utf8'));
+  // Filled later too, when an encrypted image turns up on the box and the person types its passphrase.
+  const luksKeys: LuksKey[] = [...(enc?.keys ?? [])];
+  for (const k of luksKeys) if (k.kind === 'passphrase') real.addSecret(Buffer.from(k.bytes).toString('utf8'));
+  const existing: ExistingImageIo | undefined = prompter && {
+    needsKey: () => !opts.encrypt || luksKeys.length === 0,
+    askKey: async () => {
+      const key = await askExistingPassphrase(prompter, io.reporter, real, imagePathOf(opts));
+      real.addSecret(Buffer.from(key.bytes).toString('utf8'));
+      luksKeys.push(key);
+      opts.encrypt = { ...(opts.encrypt ?? encryptOptionsFor(opts)), passphrase: true };
+    },
+  };
   if (opts.forceFormat && !prompter) {
     throw new UsageError('--force-format erases an existing image: it needs its name typed at a prompt, which --yes or a missing terminal cannot do');
   }
@@ -171,6 +188,8 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   }
 
   if (dryRun) {
+    // Nothing is changed, so nothing is taken over: the plan shows what a confirmed takeover does.
+    opts.stealLock = Boolean(flags.stealLock);
     io.reporter.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');
     const ctx: InitContext = { opts, runner: new DryRunRunner(real, (l) => io.reporter.line(l)), reporter: io.reporter, deps, password, luksKeys, state: newState() };
     await runSteps(ctx);
@@ -182,7 +201,7 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   if (prompter && iv) {
     // One screen before anything changes: every answer, and the plan --dry-run would print.
     io.reporter.info('\nWorking out the plan (read-only checks; nothing is changed)…');
-    const { plan, uuids } = await previewWithDecisions(opts, deps, real, prompter);
+    const { plan, uuids } = await previewWithDecisions(opts, deps, real, prompter, luksKeys, existing, flags);
     if (plan.changes) {
       for (const line of summaryLines(opts, iv)) io.reporter.info(line);
       plan.replay(io.reporter);
@@ -198,23 +217,30 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
   }
 
   const ctx: InitContext = { opts, runner: real, reporter: io.reporter, deps: runDeps, password, luksKeys, state: newState() };
-  try {
-    await runSteps(ctx);
-  } catch (err) {
-    // Reached when the box was not mounted while planning, so the image on it could not be seen then.
-    if (!(err instanceof ExistingImageError) || !prompter) throw err;
-    if (!(await decideOnExistingImage(err, opts, prompter))) throw err;
-    // Finished steps are skipped on the second pass; only the image and what follows run.
-    ctx.state = newState();
-    await runSteps(ctx);
-  }
+  // Finished steps are skipped on a second pass: only the step that stopped and what follows run.
+  await withDecisions(() => runSteps(ctx), async (err) => {
+    const again =
+      (await confirmTakeover(err, flags, prompter, opts)) ||
+      // Reached when the box was not mounted while planning, so the image on it could not be seen then.
+      (err instanceof ExistingImageError && prompter !== undefined && (await decideOnExistingImage(err, opts, prompter, existing)));
+    if (again) ctx.state = newState();
+    return again;
+  });
   summary(ctx);
   // Only after success: on a failure a generated key file may already guard a key slot, so it stays.
   await enc?.finish();
 }
 
 /** The dry-run plan, and the UUIDs it made up; an image found on the box is decided on here, before the summary. */
-async function previewWithDecisions(opts: InitOptions, deps: Deps, real: Runner, prompter: Prompter): Promise<{ plan: CapturingReporter; uuids: string[] }> {
+async function previewWithDecisions(
+  opts: InitOptions,
+  deps: Deps,
+  real: Runner,
+  prompter: Prompter,
+  luksKeys: LuksKey[],
+  existing: ExistingImageIo | undefined,
+  flags: InitCliFlags,
+): Promise<{ plan: CapturingReporter; uuids: string[] }> {
   const attempt = async (): Promise<{ plan: CapturingReporter; uuids: string[] }> => {
     const uuids: string[] = [];
     const uuid = (): string => {
@@ -222,14 +248,41 @@ async function previewWithDecisions(opts: InitOptions, deps: Deps, real: Runner,
       uuids.push(u);
       return u;
     };
-    return { plan: await previewSteps({ opts, deps: { ...deps, uuid } }, real), uuids };
+    // The keys go along: an adopted image's key is checked (read-only) before the summary.
+    return { plan: await previewSteps({ opts, deps: { ...deps, uuid }, luksKeys }, real), uuids };
   };
-  try {
-    return await attempt();
-  } catch (err) {
-    if (!(err instanceof ExistingImageError) || !(await decideOnExistingImage(err, opts, prompter))) throw err;
-    return attempt();
+  return withDecisions(attempt, async (err) =>
+    (await confirmTakeover(err, flags, prompter, opts)) || (err instanceof ExistingImageError && (await decideOnExistingImage(err, opts, prompter, existing))),
+  );
+}
+
+/**
+ * Runs `work`; when it stops on something the person may decide (an image already on the box,
+ * another machine's lock), `decide` asks and, on a yes, `work` runs again (a few times at most).
+ */
+async function withDecisions<T>(work: () => Promise<T>, decide: (err: unknown) => Promise<boolean>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (attempt >= 3 || !(await decide(err))) throw err;
+    }
   }
+}
+
+/** --steal-lock: another machine's lock is taken over only after the person's yes (or with --yes). */
+async function confirmTakeover(err: unknown, flags: InitCliFlags, prompter: Prompter | undefined, opts: InitOptions): Promise<boolean> {
+  if (!(err instanceof LockHeldError) || !flags.stealLock || opts.stealLock) return false;
+  if (!flags.yes) {
+    if (!prompter) throw new UsageError('--steal-lock needs a confirmation: answer the question in a terminal, or add --yes');
+    const ok = await prompter.confirm({
+      message: `${err.holder} holds the lock. Take it over? Only if that machine no longer has the image mounted (a reinstalled or dead server).`,
+      default: false,
+    });
+    if (!ok) throw new HbsError('lock not taken over; the image was not mounted here', EXIT.aborted);
+  }
+  opts.stealLock = true;
+  return true;
 }
 
 function summary(ctx: InitContext): void {
@@ -242,7 +295,7 @@ function summary(ctx: InitContext): void {
   r.info('');
   r.info(`The box ${o.user}@${o.host} is mounted at ${o.boxMount}.`);
   r.info(`The image ${imagePathOf(o)} (${formatSize(ctx.state.image.sizeBytes ?? ctx.state.existingConfig?.image.sizeBytes ?? o.size)}, ext4${ctx.state.image.adopted ? ', adopted' : ''}) is mounted at ${o.mountPoint}.`);
-  if (o.encrypt) for (const line of encryptionSummary(o.encrypt)) r.info(line);
+  if (o.encrypt) for (const line of encryptionSummary(o.encrypt, Boolean(ctx.state.luks?.adopted))) r.info(line);
   const crypttab = o.encrypt?.crypttab ? `; crypttab block in ${o.encrypt.crypttab}` : '';
   r.info(`Config: ${o.config}${o.fstab ? `; fstab block in ${o.fstab}` : '; no fstab entries (--no-fstab)'}${crypttab}.`);
   r.info('\nBack up with owners, groups, modes, hard links, ACLs and xattrs intact:');

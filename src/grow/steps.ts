@@ -7,6 +7,7 @@ import { formatSize } from '../lib/size.js';
 import { holdersOf } from '../lifecycle/holders.js';
 import { loopsFor } from '../lifecycle/stack.js';
 import { mountArgv } from '../steps/fs-mount.js';
+import { directIoTask } from '../lib/loop.js';
 import { statFile } from '../steps/image.js';
 import type { GrowContext, GrowDecision } from './context.js';
 import { covers, fsBytes, readGeometry, type FsGeometry } from './geometry.js';
@@ -216,7 +217,10 @@ export const remountStep: Step<GrowContext> = {
   },
   plan(ctx) {
     const { cfg } = ctx;
-    return Promise.resolve([{ kind: 'run', cmd: { argv: mountArgv(ctx.facts.image, cfg.filesystem.mountPoint, cfg.filesystem.mountOptions), timeoutMs: 120_000 } }]);
+    return Promise.resolve([
+      { kind: 'run', cmd: { argv: mountArgv(ctx.facts.image, cfg.filesystem.mountPoint, cfg.filesystem.mountOptions), timeoutMs: 120_000 } },
+      directIoTask(ctx.runner, ctx.reporter, cfg.filesystem.mountPoint),
+    ]);
   },
 };
 

@@ -40,7 +40,11 @@ export interface InitState {
   mkfsExtended: string[];
   box?: { totalBytes: number; freeBytes: number };
   /** With --encrypt: the LUKS2 container exists on the image (formatted here, or found). */
-  luks?: { formatted: boolean };
+  luks?: {
+    formatted: boolean;
+    /** --adopt on a LUKS image not recorded here: used as it is (its LUKS UUID, once the box is mounted). */
+    adopted?: { uuid?: string };
+  };
 }
 
 export interface InitContext {

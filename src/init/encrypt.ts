@@ -1,6 +1,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { UsageError } from '../core/errors.js';
-import { defaultMapperName, generateKeyFile, passphraseKey, readKeyFile, shredKeyFile, type LuksKey } from '../lib/luks.js';
+import type { Runner } from '../core/runner.js';
+import { checkKey, defaultMapperName, generateKeyFile, passphraseKey, readKeyFile, shredKeyFile, WrongKeyError, type LuksKey } from '../lib/luks.js';
 import type { Reporter } from '../ui/reporter.js';
 import type { EncryptOptions } from './options.js';
 import type { Prompter } from './prompter.js';
@@ -54,6 +55,40 @@ export const DEFAULT_CRYPTTAB = '/etc/crypttab';
 
 export const MIN_PASSPHRASE = 8;
 
+/** Mapper name, header backup and unattended key path from the flags (defaults next to the config); no key yet. */
+export function encryptOptionsFor(o: { image: string; config: string }, f: Pick<EncryptFlags, 'luksName' | 'luksHeaderBackup' | 'luksUnattended' | 'crypttab'> = {}): EncryptOptions {
+  const mapperName = f.luksName ?? defaultMapperName(o.image);
+  const confDir = dirname(o.config);
+  return {
+    mapperName,
+    passphrase: false,
+    headerBackup: f.luksHeaderBackup ? resolve(f.luksHeaderBackup) : join(confDir, `${mapperName}.luks-header`),
+    unattendedKeyFile: f.luksUnattended ? join(confDir, `${mapperName}.key`) : null,
+    ...(f.luksUnattended ? { crypttab: f.crypttab === false ? null : resolve(f.crypttab ?? DEFAULT_CRYPTTAB) } : {}),
+  };
+}
+
+/**
+ * The passphrase of an image that exists (adoption): asked once per attempt, since it is checked
+ * against the image (`open --test-passphrase`, read-only) instead of typed twice; three attempts.
+ */
+export async function askExistingPassphrase(prompter: Prompter, reporter: Reporter, runner: Runner, image: string): Promise<LuksKey> {
+  for (let attempt = 1; ; attempt++) {
+    const pw = await prompter.password({
+      message: `LUKS passphrase of ${image}${attempt > 1 ? ` (attempt ${attempt} of 3)` : ''} (a key file instead: stop and re-run with --luks-key-file PATH):`,
+      validate: (v) => (v === '' ? 'the passphrase is needed to open the image' : true),
+    });
+    const key = passphraseKey(pw);
+    try {
+      await checkKey(runner, image, key);
+      return key;
+    } catch (err) {
+      if (!(err instanceof WrongKeyError) || attempt >= 3) throw err;
+      reporter.warn(err.message);
+    }
+  }
+}
+
 async function askPassphrase(prompter: Prompter): Promise<string> {
   for (;;) {
     const first = await prompter.password({
@@ -74,14 +109,19 @@ async function askPassphrase(prompter: Prompter): Promise<string> {
 export async function resolveEncryption(
   f: EncryptFlags,
   io: EncryptIo,
-  o: { image: string; config: string; dryRun: boolean; passwordStdin: boolean },
+  o: { image: string; config: string; dryRun: boolean; passwordStdin: boolean; adopt?: boolean; sizeGiven?: boolean },
 ): Promise<EncryptSetup | undefined> {
   const fromEnv = io.env.HBS_LUKS_PASSPHRASE;
   delete io.env.HBS_LUKS_PASSPHRASE; // children must not inherit it
-  if (!f.encrypt) {
-    const stray = luksFlagsGiven(f);
-    if (stray.length) throw new UsageError(`${stray.join(', ')} only go with --encrypt`);
+  const given = luksFlagsGiven(f);
+  // --adopt with a key (or any LUKS flag) means: the image there is encrypted, open it with this.
+  const adoptEncrypted = Boolean(o.adopt) && (given.length > 0 || Boolean(fromEnv));
+  if (!f.encrypt && !adoptEncrypted) {
+    if (given.length) throw new UsageError(`${given.join(', ')} only go with --encrypt (or --adopt, for an encrypted image already on the box)`);
     return undefined;
+  }
+  if (o.adopt && (f.luksGenerateKey || f.luksKeepKey)) {
+    throw new UsageError('--adopt takes the image as it is: a newly generated key cannot open it', 'give its passphrase (--luks-passphrase-stdin, HBS_LUKS_PASSPHRASE or at the prompt) or its key file (--luks-key-file PATH)');
   }
   if (f.luksKeyFile && f.luksGenerateKey) throw new UsageError('--luks-key-file and --luks-generate-key exclude each other: one key file at most');
   if (f.luksKeepKey && !f.luksGenerateKey) throw new UsageError('--luks-keep-key is about a generated key file (--luks-generate-key)');
@@ -94,7 +134,6 @@ export async function resolveEncryption(
   }
   const mapperName = f.luksName ?? defaultMapperName(o.image);
   if (!/^[A-Za-z0-9_.+-]+$/.test(mapperName)) throw new UsageError(`--luks-name "${mapperName}": letters, digits and _ . + - only`);
-  const confDir = dirname(o.config);
 
   let passphrase: string | undefined;
   if (f.luksPassphraseStdin) {
@@ -113,12 +152,18 @@ export async function resolveEncryption(
     keyFile = { path: join(GENERATED_DIR, `${mapperName}.key`), generated: true, keep: Boolean(f.luksKeepKey) };
   }
 
+  // Adopting without --size: no new image can come of this run, so the passphrase is asked once,
+  // later, and checked against the image found on the box (askExistingPassphrase).
+  const existingOnly = Boolean(o.adopt) && !o.sizeGiven;
   if (passphrase === undefined && !keyFile) {
-    if (io.prompter && !o.dryRun) passphrase = await askPassphrase(io.prompter);
-    else if (!o.dryRun) {
+    if (io.prompter && !o.dryRun) {
+      if (!existingOnly) passphrase = await askPassphrase(io.prompter);
+    } else if (!o.dryRun) {
       throw new UsageError(
-        '--encrypt needs a key: a passphrase or a key file',
-        'give --luks-passphrase-stdin (or HBS_LUKS_PASSPHRASE), --luks-key-file PATH or --luks-generate-key',
+        o.adopt ? 'adopting an encrypted image needs its key: its passphrase or its key file' : '--encrypt needs a key: a passphrase or a key file',
+        o.adopt
+          ? 'give --luks-passphrase-stdin (or HBS_LUKS_PASSPHRASE) or --luks-key-file PATH'
+          : 'give --luks-passphrase-stdin (or HBS_LUKS_PASSPHRASE), --luks-key-file PATH or --luks-generate-key',
       );
     }
   }
@@ -135,12 +180,9 @@ export async function resolveEncryption(
   }
 
   const opts: EncryptOptions = {
-    mapperName,
+    ...encryptOptionsFor({ image: o.image, config: o.config }, f),
     passphrase: passphrase !== undefined,
     keyFile,
-    headerBackup: f.luksHeaderBackup ? resolve(f.luksHeaderBackup) : join(confDir, `${mapperName}.luks-header`),
-    unattendedKeyFile: f.luksUnattended ? join(confDir, `${mapperName}.key`) : null,
-    ...(f.luksUnattended ? { crypttab: f.crypttab === false ? null : resolve(f.crypttab ?? DEFAULT_CRYPTTAB) } : {}),
   };
   return {
     opts,
@@ -155,10 +197,13 @@ export async function resolveEncryption(
 }
 
 /** Lines for the end of init: where the header backup is, and what losing it means. */
-export function encryptionSummary(e: EncryptOptions): string[] {
+export function encryptionSummary(e: EncryptOptions, adopted = false): string[] {
+  const keys = [e.passphrase ? 'passphrase' : '', e.keyFile ? `key file${e.keyFile.generated ? ' (generated)' : ` ${e.keyFile.path}`}` : ''].filter(Boolean).join(' + ');
   const lines = [
-    `Encrypted with LUKS2; the filesystem is on /dev/mapper/${e.mapperName}.`,
-    `Key slots: ${[e.passphrase ? 'passphrase' : '', e.keyFile ? `key file${e.keyFile.generated ? ' (generated)' : ` ${e.keyFile.path}`}` : ''].filter(Boolean).join(' + ')}.`,
+    adopted
+      ? `Encrypted with LUKS2, adopted as it was (no luksFormat, no mkfs); the filesystem is on /dev/mapper/${e.mapperName}.`
+      : `Encrypted with LUKS2; the filesystem is on /dev/mapper/${e.mapperName}.`,
+    adopted ? `Opened with: ${keys} (its other key slots, if any, are as they were).` : `Key slots: ${keys}.`,
     `Header backup: ${e.headerBackup} (mode 0600). Keep a copy off this machine too:`,
     '  without the header (or a backup of it) AND a key, the data on the box is gone for good.',
   ];

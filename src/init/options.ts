@@ -111,6 +111,8 @@ export interface InitFlags {
   formatConfirmed: boolean;
   /** Whether --size was given (with --adopt it may be left out). */
   sizeGiven: boolean;
+  /** Take over the lock another machine left on the box (a reinstalled server); confirmed by the person. */
+  stealLock: boolean;
   dryRun: boolean;
   verbose: boolean;
   yes: boolean;

@@ -252,8 +252,15 @@ export async function offerInstall(prompter: Prompter, reporter: Reporter, missi
   return prompter.confirm({ message: `Install them now with: ${cmd.join(' ')}?`, default: true });
 }
 
+/** For an encrypted image found on the box: whether a key is still missing, and how to ask for it. */
+export interface ExistingImageIo {
+  needsKey(): boolean;
+  /** Asks the passphrase (checked against the image) and turns encryption on with it. */
+  askKey(): Promise<void>;
+}
+
 /** Asks what to do with an image that is already on the box; true to go on (adopt or erase). */
-export async function decideOnExistingImage(err: ExistingImageError, opts: InitOptions, prompter: Prompter): Promise<boolean> {
+export async function decideOnExistingImage(err: ExistingImageError, opts: InitOptions, prompter: Prompter, existing?: ExistingImageIo): Promise<boolean> {
   const name = opts.image;
   if (opts.forceFormat) {
     const typed = await prompter.input({ message: `${err.message}.\nThis ERASES it. Type the image name (${name}) to format it anew, anything else to stop` });
@@ -265,6 +272,18 @@ export async function decideOnExistingImage(err: ExistingImageError, opts: InitO
     const ok = await prompter.confirm({ message: `${err.message}.\nAdopt it as it is (no mkfs, the data stays)?`, default: true });
     if (!ok) throw new AbortError('not adopted; the image was left as it is');
     opts.adopt = true;
+    return true;
+  }
+  if (err.kind === 'encrypted' && existing) {
+    if (!opts.adopt) {
+      const ok = await prompter.confirm({
+        message: `${err.message}.\nIt is encrypted (LUKS). Adopt it as it is (no luksFormat, no mkfs, the data stays)? You need its passphrase.`,
+        default: true,
+      });
+      if (!ok) throw new AbortError('not adopted; the image was left as it is');
+      opts.adopt = true;
+    }
+    if (existing.needsKey()) await existing.askKey();
     return true;
   }
   return false;

@@ -5,6 +5,7 @@ import { imagePath } from '../lib/config.js';
 import { dirExists, isEmptyOrMissing } from '../lib/mounts.js';
 import { sshfsMountCmd } from '../steps/box-mount.js';
 import { mountArgv } from '../steps/fs-mount.js';
+import { describeDirectIo, directIoNote, directIoOf, enableDirectIo, loopOf } from '../lib/loop.js';
 import { probeSignature, statFile } from '../steps/image.js';
 import { connOf, type LifecycleContext } from './context.js';
 import { closeCrypt, fsDevice, inspectCrypt, openCrypt, verifiedKey } from './crypt.js';
@@ -101,10 +102,27 @@ async function mountFs(ctx: LifecycleContext): Promise<void> {
   const mp = cfg.filesystem.mountPoint;
   await changeDir(ctx, mp);
   await ctx.runner.run({ argv: mountArgv(fsDevice(cfg), mp, cfg.filesystem.mountOptions), timeoutMs: 120_000 });
-  if (ctx.runner.dryRun) return;
+  if (ctx.runner.dryRun) {
+    ctx.reporter.line(`! ${describeDirectIo(mp)}`);
+    return;
+  }
   const box = await inspectBox(ctx.runner, cfg);
   const after = await inspectFs(ctx.runner, cfg, box);
   if (after.state !== 'up') throw new HbsError(`the filesystem did not come up at ${mp}: ${after.detail}`);
+  await directIo(ctx, after.device);
+}
+
+/** Loop direct I/O (see lib/loop.ts); also for a stack fstab brought up at boot, which cannot set it. */
+async function directIo(ctx: LifecycleContext, device: string | undefined): Promise<void> {
+  const loop = device ? await loopOf(ctx.runner, device, ctx.cfg.encryption?.mapperName) : undefined;
+  if (ctx.runner.dryRun) {
+    if (loop && (await directIoOf(ctx.runner, loop)) !== true) ctx.reporter.line(`! losetup --direct-io=on ${loop}`);
+    return;
+  }
+  const outcome = await enableDirectIo(ctx.runner, loop);
+  const note = directIoNote(outcome);
+  if (note) ctx.reporter.warn(note);
+  else if (outcome.state === 'on') ctx.reporter.line(`switched ${loop} to direct I/O`);
 }
 
 /**
@@ -235,6 +253,7 @@ export async function mountStack(ctx: LifecycleContext): Promise<MountOutcome> {
   if (state.fs.state === 'up') {
     await takeLock(ctx);
     reporter.stepSkipped('Filesystem', `already mounted: ${state.fs.detail}`);
+    await directIo(ctx, state.fs.device);
     return { box, fs: 'already' };
   }
   reporter.stepStart('Filesystem');

@@ -12,6 +12,7 @@ import { inspectCrypt } from './crypt.js';
 import { luksInfo, mapperPath } from '../lib/luks.js';
 import { fileExists } from '../lib/fs-util.js';
 import { inspectStack } from './stack.js';
+import { directIoOf, loopOf } from '../lib/loop.js';
 
 /** `hbs status --json`: stable keys, documented in the README. */
 export interface StatusReport {
@@ -19,7 +20,18 @@ export interface StatusReport {
   healthy: boolean;
   box: { state: string; detail: string; reachable: boolean; mountPoint: string; source: string; totalBytes: number | null; usedBytes: number | null; freeBytes: number | null };
   image: { path: string; exists: boolean; sizeBytes: number | null; allocatedBytes: number | null; loopDevices: string[] };
-  filesystem: { state: string; detail: string; mountPoint: string; device: string | null; uuid: string; sizeBytes: number | null; usedBytes: number | null; freeBytes: number | null };
+  filesystem: {
+    state: string;
+    detail: string;
+    mountPoint: string;
+    device: string | null;
+    uuid: string;
+    sizeBytes: number | null;
+    usedBytes: number | null;
+    freeBytes: number | null;
+    /** The loop device under it does direct I/O (see lib/loop.ts); null when not mounted or unknown. */
+    loopDirectIo: boolean | null;
+  };
   fstab: { state: 'ok' | 'missing' | 'invalid' | 'disabled'; path: string | null; detail: string };
   lock: { state: 'free' | 'ours' | 'other' | 'unreadable' | 'unknown'; hostname: string | null; machineId: string | null; pid: number | null; time: string | null };
   /** null for a plain image. keySlots/cipher are null when the header cannot be read (box down). */
@@ -100,6 +112,8 @@ export async function collectStatus(ctx: LifecycleContext, mkTemp: () => Promise
   const image = stack.box.state === 'up' ? await statFile(runner, imagePath(cfg)) : undefined;
   const allocated = image ? await remoteAllocatedBytes(runner, conn, cfg.image.name) : undefined;
   const space = stack.fs.state === 'up' ? await fsSpace(ctx, cfg.filesystem.mountPoint) : undefined;
+  const loop = stack.fs.state === 'up' && stack.fs.device ? await loopOf(runner, stack.fs.device, cfg.encryption?.mapperName) : undefined;
+  const directIo = loop ? await directIoOf(runner, loop) : undefined;
   const lock = stack.box.state === 'up' ? await readLock(cfg, await ctx.deps.machineId()) : undefined;
   const total = stack.box.totalBytes ?? null;
   const free = stack.box.freeBytes ?? null;
@@ -132,6 +146,7 @@ export async function collectStatus(ctx: LifecycleContext, mkTemp: () => Promise
       sizeBytes: space?.size ?? null,
       usedBytes: space?.used ?? null,
       freeBytes: space?.free ?? null,
+      loopDirectIo: directIo ?? null,
     },
     fstab: await fstabState(ctx, mkTemp),
     lock: lock

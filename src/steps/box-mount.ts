@@ -1,11 +1,10 @@
+import { guardLock } from '../init/lock-guard.js';
 import { EXIT, HbsError } from '../core/errors.js';
 import type { Action, Step } from '../core/plan.js';
 import { dirExists, isEmptyOrMissing, mountAt } from '../lib/mounts.js';
 import { sshfsMountOptions, sshfsSource, type BoxConn } from '../lib/ssh.js';
 import type { Cmd, Runner } from '../core/runner.js';
 import { boxConn, type InitContext } from '../init/context.js';
-import { blockingLock, describeLock, readLock } from '../lifecycle/lock.js';
-import { LockHeldError } from '../lifecycle/errors.js';
 
 /** The sshfs command that mounts the box with hbs's key and pinned host key. */
 export function sshfsArgv(c: BoxConn, target: string): string[] {
@@ -68,9 +67,7 @@ export const boxGuardStep: Step<InitContext> = {
       );
     }
     // Before anything is written: another machine (or config) using this image stops init here.
-    const lock = await readLock({ boxMount: ctx.opts.boxMount, image: { name: ctx.opts.image } }, await ctx.deps.machineId());
-    const blocking = blockingLock(lock, ctx.opts.config);
-    if (blocking) throw new LockHeldError(describeLock(blocking));
+    await guardLock(ctx);
     return { done: true, detail: `${ctx.opts.boxMount} is the sshfs mount of ${sshfsSource(c)}` };
   },
   plan() {

@@ -27,7 +27,9 @@ export const boxSpaceStep: Step<InitContext> = {
     // A sparse image takes no space yet, but backups fail with I/O errors once the box is full.
     const prior = ctx.state.existingConfig;
     const recorded = prior !== undefined && imagePath(prior) === imagePathOf(ctx.opts);
-    if (size > space.freeBytes && !ctx.opts.force && !recorded) {
+    // --adopt without --size creates nothing: its size is only a placeholder, the image is there already.
+    const adoptOnly = ctx.opts.adopt && !ctx.opts.sizeGiven;
+    if (size > space.freeBytes && !ctx.opts.force && !recorded && !adoptOnly) {
       throw new UsageError(
         `image size ${formatSize(size)} is larger than the space left on the box (${figures})`,
         'choose a smaller --size, or pass --force if you know the box will grow',

@@ -38,16 +38,32 @@ export function buildConfig(ctx: InitContext): Config {
   };
 }
 
+/** A dry-run of an adoption that could not look inside the image: the config's UUID is not known yet. */
+function uuidPending(ctx: InitContext): boolean {
+  return ctx.runner.dryRun && ctx.state.image.adopted === true && ctx.state.image.uuid === undefined;
+}
+
 /** Written right after mkfs, so an interrupted run is recognised (and resumed) by the next one. */
 export const configStep: Step<InitContext> = {
   id: 'config',
   title: 'Write the config',
   check(ctx) {
+    if (uuidPending(ctx)) return Promise.resolve({ done: false });
     const prior = ctx.state.existingConfig;
     const same = prior !== undefined && serializeConfig(prior) === serializeConfig(buildConfig(ctx));
     return Promise.resolve(same ? { done: true, detail: `${ctx.opts.config} is up to date` } : { done: false });
   },
   plan(ctx) {
+    if (uuidPending(ctx)) {
+      return Promise.resolve([
+        { kind: 'mkdir', path: dirname(ctx.opts.config), mode: 0o700 },
+        {
+          kind: 'task',
+          describe: [`write ${ctx.opts.config} (mode 0600, atomic) with the adopted image's ext4 UUID, read once it is open`],
+          run: () => Promise.reject(new Error('the adopted filesystem was never read')),
+        },
+      ]);
+    }
     return Promise.resolve([
       { kind: 'mkdir', path: dirname(ctx.opts.config), mode: 0o700 },
       { kind: 'write', path: ctx.opts.config, content: serializeConfig(buildConfig(ctx)), mode: 0o600 },

@@ -1,9 +1,10 @@
+import { guardLock, lockWhere } from '../init/lock-guard.js';
 import { EXIT, HbsError } from '../core/errors.js';
 import type { Action, Step } from '../core/plan.js';
 import { dirExists, isEmptyOrMissing, loopBackingFile, mountAt } from '../lib/mounts.js';
 import { fsDeviceOf, imagePathOf, type InitContext } from '../init/context.js';
-import { blockingLock, describeLock, lockPath, newLock, readLock, writeLock } from '../lifecycle/lock.js';
-import { LockHeldError } from '../lifecycle/errors.js';
+import { lockPath, newLock, writeLock } from '../lifecycle/lock.js';
+import { directIoTask } from '../lib/loop.js';
 
 /** Mounts the image through a loop device, or (encrypted) the open mapping /dev/mapper/NAME as it is. */
 export function mountArgv(image: string, mountPoint: string, mountOptions: readonly string[]): string[] {
@@ -30,9 +31,7 @@ export const fsMountStep: Step<InitContext> = {
     }
     if (!ctx.state.simulated.has('box-mount')) {
       // Another machine may have this image mounted (a reinstalled server's twin): never mount it twice.
-      const lock = await readLock({ boxMount: ctx.opts.boxMount, image: { name: ctx.opts.image } }, await ctx.deps.machineId());
-      const blocking = blockingLock(lock, ctx.opts.config);
-      if (blocking) throw new LockHeldError(describeLock(blocking));
+      await guardLock(ctx);
     }
     if (!(await isEmptyOrMissing(mp))) {
       throw new HbsError(`mount point ${mp} is a directory with files in it; hbs will not mount over them`, EXIT.usage, 'choose an empty or new directory for --mount-point');
@@ -43,21 +42,21 @@ export const fsMountStep: Step<InitContext> = {
     const mp = ctx.opts.mountPoint;
     const actions: Action[] = [];
     if (!(await dirExists(mp))) actions.push({ kind: 'mkdir', path: mp, mode: 0o755 });
-    const where = { boxMount: ctx.opts.boxMount, image: { name: ctx.opts.image } };
+    const where = lockWhere(ctx);
     actions.push({
       kind: 'task',
       describe: [`write the lock ${lockPath(where)} (this machine's hostname, machine-id, pid, time)`],
       run: async () => {
-        const lock = await readLock(where, await ctx.deps.machineId());
         // Checked again right before writing: another machine may have taken it since the check.
-        const blocking = blockingLock(lock, ctx.opts.config);
-        if (blocking) throw new LockHeldError(describeLock(blocking));
+        const { lock, takenOver } = await guardLock(ctx);
+        if (takenOver) ctx.reporter.warn(`taking over the lock held by ${takenOver}`);
         if (lock.state === 'unreadable') throw new HbsError(`cannot read the lock ${lockPath(where)}: ${lock.detail}`, EXIT.failed, 'remove it by hand only if no other machine mounts this image');
         const deps = { ...ctx.deps, pid: process.pid };
         await writeLock(where, await newLock(deps, ctx.opts.config), lock.state !== 'free');
       },
     });
     actions.push({ kind: 'run', cmd: { argv: mountArgv(fsDeviceOf(ctx.opts), mp, ctx.state.mountOptions) } });
+    actions.push(directIoTask(ctx.runner, ctx.reporter, mp, ctx.opts.encrypt ? ctx.opts.encrypt.mapperName : undefined));
     return actions;
   },
 };

@@ -1,10 +1,11 @@
 import { open, rm } from 'node:fs/promises';
-import { EXIT, HbsError, UsageError } from '../core/errors.js';
+import { EXIT, HbsError, UsageError, type ExitCode } from '../core/errors.js';
 import type { Runner } from '../core/runner.js';
-import type { Action, Step } from '../core/plan.js';
+import type { Action, CheckResult, Step } from '../core/plan.js';
 import { imagePath } from '../lib/config.js';
 import { formatSize } from '../lib/size.js';
 import { imagePathOf, type InitContext } from '../init/context.js';
+import { LUKS_TUNING } from './mkfs.js';
 
 export interface FileFacts {
   sizeBytes: number;
@@ -35,11 +36,36 @@ export async function probeSignature(runner: Runner, path: string): Promise<Reco
 export class ExistingImageError extends HbsError {
   constructor(
     message: string,
-    readonly kind: 'adoptable' | 'foreign',
+    /** adoptable: plain ext4, `--adopt` takes it; encrypted: LUKS, `--adopt` with its key takes it; foreign: never. */
+    readonly kind: 'adoptable' | 'encrypted' | 'foreign',
     hint: string,
+    exitCode: ExitCode = EXIT.failed,
   ) {
-    super(message, EXIT.failed, hint);
+    super(message, exitCode, hint);
   }
+}
+
+const KEY_FLAGS = 'its passphrase (--luks-passphrase-stdin, HBS_LUKS_PASSPHRASE, or typed at the prompt in a terminal) or its key file (--luks-key-file PATH)';
+
+/**
+ * `--adopt` on a LUKS image not recorded here (a reinstalled server): taken as it is. The key is
+ * checked, the header backed up and the mapping opened by the LUKS steps; nothing formats it.
+ */
+function adoptLuks(ctx: InitContext, path: string, facts: FileFacts, sig: Record<string, string>): CheckResult {
+  const what = `LUKS${sig.VERSION ?? ''} encrypted, UUID ${sig.UUID ?? '?'}`;
+  if (!ctx.opts.encrypt || (!ctx.luksKeys?.length && !ctx.runner.dryRun)) {
+    throw new ExistingImageError(`${path} is ${what} (${formatSize(facts.sizeBytes)}): adopting it needs its key`, 'encrypted', `give ${KEY_FLAGS}`, EXIT.usage);
+  }
+  markLuksAdopted(ctx, sig.UUID);
+  ctx.state.image.sizeBytes = facts.sizeBytes;
+  return { done: true, detail: `adopting ${path} as it is (${formatSize(facts.sizeBytes)}, ${what}); never formatted` };
+}
+
+function markLuksAdopted(ctx: InitContext, luksUuid: string | undefined): void {
+  ctx.state.image.adopted = true;
+  ctx.state.luks = { formatted: false, adopted: { uuid: luksUuid } };
+  // As for an image hbs encrypted itself: no background zeroing, every zero through dm-crypt costs quota.
+  ctx.state.mountOptions = ['noatime', ...LUKS_TUNING.mountOptions];
 }
 
 /** Creates `path` only if nothing is there (O_EXCL): an existing file is never opened for writing. */
@@ -66,6 +92,12 @@ export const imageStep: Step<InitContext> = {
         ctx.state.mountOptions = [...recorded.filesystem.mountOptions];
         return { done: true, detail: `${path} is recorded in ${ctx.opts.config}; it will be checked once the box is mounted` };
       }
+      if (ctx.opts.adopt && !ctx.opts.sizeGiven) {
+        // Nothing can be created without --size: the plan shows the adoption, not a create and format.
+        if (ctx.opts.encrypt) markLuksAdopted(ctx, undefined);
+        else ctx.state.image.adopted = true;
+        return { done: true, detail: `--adopt: ${path} is used as it is (${ctx.opts.encrypt ? 'LUKS, ' : ''}checked once the box is mounted); never formatted` };
+      }
       return { done: false, detail: 'the box is not mounted yet' };
     }
     const facts = await statFile(ctx.runner, path);
@@ -85,10 +117,11 @@ export const imageStep: Step<InitContext> = {
         return { done: true, detail: `${path} is the LUKS2 image recorded in ${ctx.opts.config} (${formatSize(facts.sizeBytes)})` };
       }
       if (!(ctx.opts.forceFormat && ctx.opts.formatConfirmed)) {
+        if (ctx.opts.adopt) return adoptLuks(ctx, path, facts, sig);
         throw new ExistingImageError(
           `${path} already exists on the box (${formatSize(facts.sizeBytes)}, LUKS${sig.VERSION ? sig.VERSION : ''} encrypted, UUID ${sig.UUID ?? '?'}) and is not the image recorded in ${ctx.opts.config}; hbs left it untouched`,
-          'foreign',
-          'an encrypted image is never reformatted: keep its config (with the encryption section) and run `hbs mount`, or choose another --image name',
+          'encrypted',
+          `an encrypted image is never reformatted: to use it as it is (a reinstalled server), re-run with --adopt and ${KEY_FLAGS}; or choose another --image name`,
         );
       }
     }
@@ -104,6 +137,15 @@ export const imageStep: Step<InitContext> = {
     const found = `${path} already exists on the box (${formatSize(facts.sizeBytes)}, ${what}) and is not the image recorded in ${ctx.opts.config}`;
     if (ctx.opts.forceFormat && ctx.opts.formatConfirmed) {
       return { done: false, detail: `erasing ${path} as confirmed, and creating it anew` };
+    }
+    if (sig.TYPE === 'ext4' && sig.UUID && ctx.opts.encrypt) {
+      // Encrypting it would mean formatting it: never without --force-format.
+      throw new ExistingImageError(
+        `${found}; it is a plain (unencrypted) ext4 image, so --encrypt cannot use it; hbs left it untouched`,
+        'foreign',
+        ctx.opts.adopt ? 'to adopt it as it is, re-run without --encrypt and the --luks-… flags' : 'choose another --image name, or adopt it unencrypted (--adopt without --encrypt)',
+        ctx.opts.adopt ? EXIT.usage : EXIT.failed,
+      );
     }
     if (sig.TYPE === 'ext4' && sig.UUID) {
       if (ctx.opts.adopt) {

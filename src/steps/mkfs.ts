@@ -38,7 +38,14 @@ export const mkfsStep: Step<InitContext> = {
   title: 'ext4 filesystem in the image',
   check(ctx) {
     const uuid = ctx.state.image.uuid;
-    return Promise.resolve(uuid ? { done: true, detail: `already ext4, UUID ${uuid}` } : { done: false });
+    const adoptedLuks = ctx.state.luks?.adopted;
+    if (uuid) return Promise.resolve({ done: true, detail: adoptedLuks ? `adopted: ext4 UUID ${uuid} in ${fsDeviceOf(ctx.opts)}; not formatted` : `already ext4, UUID ${uuid}` });
+    // Adopted, its filesystem not seen yet: a dry-run that mounted and opened nothing. (A real run
+    // knows the UUID by now; without it, plan() refuses: only an image created here is formatted.)
+    if (ctx.state.image.adopted && ctx.runner.dryRun) {
+      return Promise.resolve({ done: true, detail: `adopted: its ext4 UUID is read once ${adoptedLuks ? 'it is open' : 'the box is mounted'}; never formatted` });
+    }
+    return Promise.resolve({ done: false });
   },
   async plan(ctx) {
     // Only a file this run created may be formatted; anything else was refused by the image step.

@@ -19,7 +19,8 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
         : '') +
       (r.image.loopDevices.length ? `; attached as ${r.image.loopDevices.join(', ')}` : ''),
     `${'filesystem'.padEnd(11)} ${mark(r.filesystem.state === 'up', r.filesystem.state)} ${r.filesystem.detail}` +
-      (r.filesystem.sizeBytes !== null ? ` — ${size(r.filesystem.sizeBytes)}, ${size(r.filesystem.usedBytes)} used, ${size(r.filesystem.freeBytes)} free` : ''),
+      (r.filesystem.sizeBytes !== null ? ` — ${size(r.filesystem.sizeBytes)}, ${size(r.filesystem.usedBytes)} used, ${size(r.filesystem.freeBytes)} free` : '') +
+      (r.filesystem.loopDirectIo === false ? c.yellow('; loop device without direct I/O (slower writes; `hbs mount` switches it on)') : ''),
     `${'fstab'.padEnd(11)} ${mark(r.fstab.state === 'ok' || r.fstab.state === 'disabled', r.fstab.state)} ${r.fstab.detail}`,
     `${'lock'.padEnd(11)} ${mark(r.lock.state === 'ours', r.lock.state)} ` +
       (r.lock.hostname ? `${r.lock.hostname} (pid ${r.lock.pid}) since ${r.lock.time}` : r.lock.state === 'free' ? 'no machine holds the image' : 'box not readable'),

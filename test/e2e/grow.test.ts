@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capSysResourceFromStatus } from '../../src/grow/capability.js';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
-import { hbs, teardown } from './helpers.js';
+import { hbs, loopDioAt, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();
 if (skip) console.warn(`skipping end-to-end grow tests: ${skip}`);
@@ -25,8 +25,13 @@ const online = capSysResourceFromStatus(await readFile('/proc/self/status', 'utf
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
-/** Checksums of the first and the last MiB, and the size: what a refused grow must leave alone. */
+/**
+ * Checksums of the first and the last MiB, and the size: what a refused grow must leave alone.
+ * `sync` first: a mounted ext4 writes its pending metadata back whenever it likes (with loop direct
+ * I/O it reaches the file at once), and that must not count as a change made by hbs.
+ */
 async function fingerprint(path: string): Promise<{ size: number; first: string; last: string }> {
+  await execa('sync');
   const fh = await open(path, 'r');
   try {
     const { size } = await fh.stat();
@@ -159,6 +164,7 @@ describe.skipIf(skip !== undefined)('hbs grow against a real local SSH server', 
     // One loop device on the image, none left over from before the unmount.
     const loops = await execa('losetup', ['--associated', join(p.boxMount, 'filesystem.img')]);
     expect(loops.stdout.trim().split('\n')).toHaveLength(1);
+    expect(await loopDioAt(p.mountPoint)).toBe('1'); // mounted again with direct I/O
   });
 
   it('leaves a filesystem that e2fsck -fn finds clean', async () => {

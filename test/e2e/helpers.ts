@@ -46,3 +46,9 @@ export async function watchArgv<T>(needle: string, work: () => Promise<T>): Prom
     await sampler;
   }
 }
+
+/** The direct-I/O flag ('0' or '1') of the loop device mounted at a mount point. */
+export async function loopDioAt(mountPoint: string): Promise<string> {
+  const source = (await execa('findmnt', ['-n', '-o', 'SOURCE', '--mountpoint', mountPoint])).stdout.trim();
+  return (await execa('losetup', ['--list', '--noheadings', '--output', 'DIO', source])).stdout.trim();
+}

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
-import { hbs, teardown, watchArgv } from './helpers.js';
+import { hbs, loopDioAt, teardown, watchArgv } from './helpers.js';
 
 const skip = await e2eUnavailable();
 if (skip) console.warn(`skipping end-to-end init tests: ${skip}`);
@@ -100,6 +100,8 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
     expect((await stat(p.config)).mode & 0o777).toBe(0o600);
     const m = await execa('findmnt', ['--json', '--mountpoint', p.mountPoint, '--output', 'SOURCE,FSTYPE']);
     expect(m.stdout).toContain('"fstype": "ext4"');
+    // Loop direct I/O on (faster writes through sshfs; see src/lib/loop.ts).
+    expect(await loopDioAt(p.mountPoint)).toBe('1');
     const box_ = await execa('findmnt', ['--json', '--mountpoint', p.boxMount, '--output', 'SOURCE,FSTYPE']);
     expect(box_.stdout).toContain('"fstype": "fuse.sshfs"');
   });
@@ -132,6 +134,11 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
     await execa('mount', ['--fstab', p.fstab, p.boxMount]);
     await execa('mount', ['--fstab', p.fstab, p.mountPoint]);
     expect((await stat(join(p.mountPoint, 'owned-by-4242'))).uid).toBe(4242);
+    // fstab cannot ask for loop direct I/O; `hbs mount` on the stack boot brought up switches it on.
+    expect(await loopDioAt(p.mountPoint)).toBe('0');
+    const m = await hbs(['mount', '--config', p.config]);
+    expect(m.exitCode, m.stderr).toBe(0);
+    expect(await loopDioAt(p.mountPoint)).toBe('1');
   });
 
   it('changes nothing when run again with the same answers', async () => {

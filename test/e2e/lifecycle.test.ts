@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
-import { HBS, hbs, teardown } from './helpers.js';
+import { HBS, hbs, loopDioAt, teardown } from './helpers.js';
 import { Terminal, tmuxMissing } from './terminal.js';
 import type { StatusReport } from '../../src/lifecycle/status.js';
 
@@ -43,6 +43,7 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
   let t: string;
   let a: Paths; // the first server
   let b: Paths; // a reinstalled second server: fresh config, fstab, key; the same box
+  let c: Paths; // a third install, after the second died holding the lock
   const paths = (name: string): Paths => ({
     config: join(t, name, 'etc', 'config.json'),
     fstab: join(t, name, 'fstab'),
@@ -66,7 +67,8 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
     t = await mkdtemp(join(tmpdir(), 'hbs-life-'));
     a = paths('a');
     b = paths('b');
-    for (const p of [a, b]) await execa('mkdir', ['-p', join(p.fstab, '..')]).then(() => writeFile(p.fstab, ''));
+    c = paths('c');
+    for (const p of [a, b, c]) await execa('mkdir', ['-p', join(p.fstab, '..')]).then(() => writeFile(p.fstab, ''));
     const r = await hbs(initArgs(a, ['--size', '2G']), { input: box.password + '\n' });
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
@@ -78,7 +80,7 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
   });
 
   afterAll(async () => {
-    if (a && b) await teardown([a.mountPoint, b.mountPoint], [a.boxMount, b.boxMount]);
+    if (a && b && c) await teardown([a.mountPoint, b.mountPoint, c.mountPoint], [a.boxMount, b.boxMount, c.boxMount]);
     await box?.stop();
     if (t) await rm(t, { recursive: true, force: true });
   });
@@ -143,6 +145,7 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
     expect(await readFile(join(a.mountPoint, 'www'), 'utf8')).toBe("www's data\n");
     const lock = JSON.parse(await readFile(join(box.home, 'filesystem.img.hbs-lock'), 'utf8')) as { config: string };
     expect(lock.config).toBe(a.config);
+    expect(await loopDioAt(a.mountPoint)).toBe('1');
     const twice = await hbs(['mount', ...cfg(a)]);
     expect(twice.exitCode).toBe(0);
     expect(twice.stdout).toMatch(/already mounted/);
@@ -215,7 +218,31 @@ describe.skipIf(skip !== undefined)('hbs mount / umount / status against a real 
     expect((await stat(join(b.mountPoint, 'bob'))).uid).toBe(2002);
     expect(await readFile(join(b.mountPoint, 'before-drop'), 'utf8')).toBe('synced\n');
     expect((await statusJson(b)).code).toBe(0);
-    expect((await hbs(['umount', ...cfg(b)])).exitCode).toBe(0);
+  });
+
+  it('a reinstall after the old server died holding the lock: init --adopt names it; --steal-lock takes it over', async () => {
+    // Server B dies with the image mounted: its mounts vanish, its lock stays on the box.
+    await teardown([b.mountPoint], [b.boxMount]);
+    const lockFile = join(box.home, 'filesystem.img.hbs-lock');
+    await writeFile(lockFile, JSON.stringify({ hostname: 'old-server', machineId: 'e'.repeat(32), pid: 777, time: '2026-11-02T08:00:00.000Z' }));
+    await execa('chown', [`${box.user}:`, lockFile]);
+    const held = await hbs(initArgs(c, ['--adopt']), { input: box.password + '\n' });
+    expect(held.exitCode).toBe(1);
+    expect(held.stderr).toContain('old-server');
+    expect(held.stderr).toMatch(/^hint: .*--steal-lock/m);
+    expect(await isMounted(c.mountPoint)).toBe(false);
+    // --steal-lock needs a yes: no terminal and no --yes is a usage error, and the lock stays.
+    const noYes = await hbs(initArgs(c, ['--adopt', '--steal-lock']).filter((x) => x !== '--yes'), { input: box.password + '\n' });
+    expect(noYes.stderr).toContain('--steal-lock needs a confirmation');
+    expect(noYes.exitCode).toBe(2);
+    expect(JSON.parse(await readFile(lockFile, 'utf8'))).toMatchObject({ hostname: 'old-server' });
+    const stolen = await hbs(initArgs(c, ['--adopt', '--steal-lock']), { input: box.password + '\n' });
+    expect(stolen.exitCode, stolen.stderr).toBe(0);
+    expect(stolen.stdout + stolen.stderr).toContain('taking over the lock held by old-server');
+    expect(JSON.parse(await readFile(lockFile, 'utf8'))).toMatchObject({ config: c.config });
+    expect((await stat(join(c.mountPoint, 'bob'))).uid).toBe(2002);
+    expect((await statusJson(c)).code).toBe(0);
+    expect((await hbs(['umount', ...cfg(c)])).exitCode).toBe(0);
   });
 
   it('a mount made from a terminal survives closing that terminal', async () => {

@@ -59,3 +59,14 @@ export function sshfsOptions(paths: { sshKey: string; knownHosts: string }): str
     'BatchMode=yes',
   ].join(',');
 }
+
+/** `losetup --list … --output DIO LOOP`: the loop device's direct-I/O flag. */
+export function loopDio(loop: string, on: boolean): Expectation {
+  return { argv: ['losetup', '--list', '--noheadings', '--output', 'DIO', loop], write: false, stdout: `${on ? 1 : 0}\n` };
+}
+
+/** Switching a loop device to direct I/O: read DIO, switch, read it back; only the read when it already is. */
+export function directIoOn(loop: string, already = false): Expectation[] {
+  if (already) return [loopDio(loop, true)];
+  return [loopDio(loop, false), { argv: ['losetup', '--direct-io=on', loop], write: true }, loopDio(loop, true)];
+}

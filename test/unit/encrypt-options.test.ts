@@ -113,3 +113,39 @@ describe('hbs init --encrypt: keys', () => {
     expect(encryptionSummary({ ...base2, unattendedKeyFile: null }).join('\n')).not.toMatch(/protect|crypttab/);
   });
 });
+
+describe('hbs init --adopt: the key of an encrypted image already on the box', () => {
+  const adopt = { ...base, adopt: true, sizeGiven: false };
+  const noPrompt: Prompter = { input: () => Promise.reject(new Error('no')), confirm: () => Promise.reject(new Error('no')), password: () => Promise.reject(new Error('asked')) };
+
+  it('--adopt alone: nothing yet (a plain image needs no key; an encrypted one is found on the box)', async () => {
+    expect(await run({}, {}, adopt)).toBeUndefined();
+  });
+
+  it('a key with --adopt means encrypted, without --encrypt; the passphrase is read as for --encrypt', async () => {
+    const r = await run({ luksPassphraseStdin: true }, { stdin: 'old pw\n' }, adopt);
+    expect(r!.opts).toMatchObject({ mapperName: 'hbs-filesystem', passphrase: true, headerBackup: '/etc/hbs/hbs-filesystem.luks-header', unattendedKeyFile: null });
+    expect(Buffer.from(r!.keys[0]!.bytes).toString()).toBe('old pw');
+    const env: NodeJS.ProcessEnv = { HBS_LUKS_PASSPHRASE: 'from env' };
+    const e = await resolveEncryption({}, io({ env }), adopt);
+    expect(e!.opts.passphrase).toBe(true);
+    expect(env.HBS_LUKS_PASSPHRASE).toBeUndefined();
+  });
+
+  it('in a terminal without --size, nothing is asked here: the passphrase is asked once, later, against the image', async () => {
+    const r = await run({ encrypt: true }, { prompter: noPrompt }, adopt);
+    expect(r!.keys).toEqual([]);
+    expect(r!.opts.passphrase).toBe(false);
+  });
+
+  it('without a terminal and without a key: exit 2 before anything changes, naming the ways to give one', async () => {
+    const err = await run({ luksUnattended: true }, {}, adopt).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as UsageError).message).toBe('adopting an encrypted image needs its key: its passphrase or its key file');
+    expect((err as UsageError).hint).toContain('--luks-key-file PATH');
+  });
+
+  it('a generated key cannot open an image that exists', async () => {
+    await expect(run({ luksGenerateKey: true }, {}, adopt)).rejects.toThrow(/--adopt takes the image as it is/);
+  });
+});

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EXIT, HbsError, PreflightError, UsageError } from '../../src/core/errors.js';
 import { RecordingRunner, type Expectation } from '../../src/core/recording-runner.js';
+import { directIoOn } from './canned.js';
 import { growCommand, type GrowCliFlags } from '../../src/commands/grow.js';
 import type { Prompter } from '../../src/init/prompter.js';
 import type { MemoryReporter } from '../../src/ui/reporter.js';
@@ -45,7 +46,12 @@ const resizeOnline = (answer: Partial<Expectation> = {}): Expectation => ({ argv
 const umount = (answer: Partial<Expectation> = {}): Expectation => ({ argv: ['umount', sb.mountPoint], write: true, ...answer });
 const e2fsck = (answer: Partial<Expectation> = {}): Expectation => ({ argv: ['e2fsck', '-f', '-p', '-C', '1', sb.image], write: true, stdout: PROGRESS, ...answer });
 const resizeOffline = (): Expectation => ({ argv: ['resize2fs', sb.image], write: true });
-const remount = (): Expectation => ({ argv: ['mount', '-t', 'ext4', '-o', 'loop,noatime', sb.image, sb.mountPoint], write: true });
+/** Mount again, then the loop device under it (found with findmnt) switched to direct I/O. */
+const remount = (): Expectation[] => [
+  { argv: ['mount', '-t', 'ext4', '-o', 'loop,noatime', sb.image, sb.mountPoint], write: true },
+  findmntMp(sb, true),
+  ...directIoOn(DEV),
+];
 /** The check afterwards: the image's size, where it is mounted, the filesystem's block count. */
 const verify = (mounted: boolean, blocks = B3G, size = 3 * GiB): Expectation[] => [
   statImage(sb, size),
@@ -60,7 +66,7 @@ const offlineAfterRefusal = (): Expectation[] => [
   loops(sb, []),
   e2fsck(),
   resizeOffline(),
-  remount(),
+  ...remount(),
 ];
 
 interface Run {
@@ -203,7 +209,7 @@ describe('hbs grow: a mounted filesystem', () => {
       ...probes(sb, { ...mounted1G, fileBytes: 3 * GiB }), umount(),
       ...Array.from({ length: 51 }, () => loops(sb, [DEV])),
       { argv: ['losetup', '--detach', DEV], write: true },
-      e2fsck(), resizeOffline(), remount(), ...verify(true),
+      e2fsck(), resizeOffline(), ...remount(), ...verify(true),
     ]);
     expect((await grow(run, { size: '3G', offline: true })).path).toBe('offline');
     run.runner.assertDone();
@@ -329,6 +335,7 @@ describe('hbs grow --dry-run', () => {
       `e2fsck -f -p -C 1 ${sb.image}`,
       `resize2fs ${sb.image}`,
       `mount -t ext4 -o loop,noatime ${sb.image} ${sb.mountPoint}`,
+      `losetup --direct-io=on <the loop device under ${sb.mountPoint}> (if the kernel refuses, it stays buffered)`,
       expect.stringMatching(new RegExp(`^write ${sb.config} \\(mode 0600, \\d+ bytes, atomic\\)$`)),
     ]);
     expect(text(run.reporter)).toContain('a real run needs it: --offline');

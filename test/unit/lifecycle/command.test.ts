@@ -1,3 +1,4 @@
+import { directIoOn } from '../canned.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EXIT, HbsError, UsageError } from '../../../src/core/errors.js';
@@ -68,6 +69,7 @@ const stealingAttempt = (): Expectation[] => [
   findmnt(sb.mountPoint, loopMounted()),
   backing(LOOP, sb.image),
   dd(LOOP),
+  ...directIoOn(LOOP),
 ];
 
 interface FakePrompter extends Prompter {
@@ -136,7 +138,7 @@ describe('mountCommand and --steal-lock', () => {
     await mountCommand({ config: sb.config, stealLock: true }, out);
     runner.assertDone();
     expect(prompter.asked).toHaveLength(1);
-    expect(writeCalls(runner).map((c) => c.argv)).toEqual([mountImage(sb).argv]);
+    expect(writeCalls(runner).map((c) => c.argv)).toEqual([mountImage(sb).argv, ['losetup', '--direct-io=on', LOOP]]);
     expect(await readJson(sb.lock)).toEqual(freshLock(sb));
     expect(out.reporter.lines).toContain(`! taking over the lock held by ${HOLDER}`);
   });

@@ -1,3 +1,4 @@
+import { directIoOn } from '../canned.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RecordingRunner } from '../../../src/core/recording-runner.js';
@@ -52,6 +53,9 @@ describe('encrypted image: mount and umount', () => {
       findmnt(sb.mountPoint, fsMounted),
       status(true),
       dd(DEV),
+      // the loop device cryptsetup set up under the mapping, switched to direct I/O
+      status(true),
+      ...directIoOn('/dev/loop7'),
     ]);
     const ctx = makeCtx(sb, runner, {}, encCfg());
     ctx.luks = { key: () => Promise.resolve(passphraseKey(PASS)) };

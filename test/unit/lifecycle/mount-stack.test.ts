@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { directIoOn } from '../canned.js';
 import { DryRunRunner } from '../../../src/core/dry-run-runner.js';
 import { EXIT, HbsError } from '../../../src/core/errors.js';
 import { RecordingRunner } from '../../../src/core/recording-runner.js';
@@ -60,10 +61,21 @@ const cameUp = (): ReturnType<typeof findmnt>[] => [
   findmnt(sb.mountPoint, loopMounted()),
   backing(LOOP, sb.image),
   dd(LOOP),
+  ...directIoOn(LOOP),
 ];
 
 /** inspectStack with the box up and nothing at the mount point. */
 const boxUpFsDown = (): ReturnType<typeof findmnt>[] => [findmnt(sb.boxMount, boxMounted), statFs(sb.boxMount), loopList(), findmnt(sb.mountPoint)];
+
+/** inspectStack with every layer up and healthy. */
+const allUp = (): ReturnType<typeof findmnt>[] => [
+  findmnt(sb.boxMount, boxMounted),
+  statFs(sb.boxMount),
+  loopList([LOOP, sb.image]),
+  findmnt(sb.mountPoint, loopMounted()),
+  backing(LOOP, sb.image),
+  dd(LOOP),
+];
 
 /** verifyImage: the image is there and is the recorded ext4. */
 const imageOk = (): ReturnType<typeof findmnt>[] => [statImage(sb.image, IMAGE_FACTS), blkid(sb.image, EXT4_SIG)];
@@ -96,12 +108,13 @@ describe('mountStack: bringing the stack up', () => {
         sb.boxMount,
       ],
       ['mount', '-t', 'ext4', '-o', 'loop,noatime,nodev', sb.image, sb.mountPoint],
+      ['losetup', '--direct-io=on', LOOP],
     ]);
     // Both mount points were created (0755); the lock names this machine and this config.
     expect((await stat(sb.boxMount)).mode & 0o777).toBe(0o755);
     expect((await stat(sb.mountPoint)).mode & 0o777).toBe(0o755);
     expect(await readFile(sb.lock, 'utf8')).toBe(lockText(freshLock(sb)));
-    expect(ctx.reporter.lines).toEqual([`✔ Box — mounted ${sb.boxMount}`, `✔ Filesystem — ${sb.image} at ${sb.mountPoint}`]);
+    expect(ctx.reporter.lines).toEqual([`✔ Box — mounted ${sb.boxMount}`, `  switched ${LOOP} to direct I/O`, `✔ Filesystem — ${sb.image} at ${sb.mountPoint}`]);
   });
 
   it('box up, filesystem down: only the filesystem is mounted', async () => {
@@ -110,10 +123,11 @@ describe('mountStack: bringing the stack up', () => {
     const ctx = makeCtx(sb, runner);
     expect(await mountStack(ctx)).toEqual({ box: 'already', fs: 'mounted' });
     runner.assertDone();
-    expect(argvs(writeCalls(runner))).toEqual([mountImage(sb).argv]);
+    expect(argvs(writeCalls(runner))).toEqual([mountImage(sb).argv, ['losetup', '--direct-io=on', LOOP]]);
     expect(await readJson(sb.lock)).toEqual(freshLock(sb));
     expect(ctx.reporter.lines).toEqual([
       `• Box — already mounted: ${SSHFS_SOURCE} at ${sb.boxMount}`,
+      `  switched ${LOOP} to direct I/O`,
       `✔ Filesystem — ${sb.image} at ${sb.mountPoint}`,
     ]);
   });
@@ -121,14 +135,7 @@ describe('mountStack: bringing the stack up', () => {
   it('all up: no command that changes anything; our lock is refreshed', async () => {
     await mkdir(sb.boxMount);
     await writeFile(sb.lock, lockText(ourLock(sb)));
-    const runner = new RecordingRunner([
-      findmnt(sb.boxMount, boxMounted),
-      statFs(sb.boxMount),
-      loopList([LOOP, sb.image]),
-      findmnt(sb.mountPoint, loopMounted()),
-      backing(LOOP, sb.image),
-      dd(LOOP),
-    ]);
+    const runner = new RecordingRunner([...allUp(), ...directIoOn(LOOP, true)]);
     const ctx = makeCtx(sb, runner);
     expect(await mountStack(ctx)).toEqual({ box: 'already', fs: 'already' });
     runner.assertDone();
@@ -139,6 +146,30 @@ describe('mountStack: bringing the stack up', () => {
       `• Box — already mounted: ${SSHFS_SOURCE} at ${sb.boxMount}`,
       `• Filesystem — already mounted: ${sb.image} at ${sb.mountPoint} (${LOOP})`,
     ]);
+  });
+
+  it('all up from fstab at boot (buffered loop): switches it to direct I/O, nothing else', async () => {
+    await mkdir(sb.boxMount);
+    await writeFile(sb.lock, lockText(ourLock(sb)));
+    const runner = new RecordingRunner([...allUp(), ...directIoOn(LOOP)]);
+    const ctx = makeCtx(sb, runner);
+    expect(await mountStack(ctx)).toEqual({ box: 'already', fs: 'already' });
+    runner.assertDone();
+    expect(argvs(writeCalls(runner))).toEqual([['losetup', '--direct-io=on', LOOP]]);
+    expect(ctx.reporter.lines.at(-1)).toBe(`  switched ${LOOP} to direct I/O`);
+  });
+
+  it('a kernel that refuses direct I/O: a warning, and the filesystem is mounted all the same', async () => {
+    await mkdir(sb.boxMount);
+    const refused = { argv: ['losetup', '--direct-io=on', LOOP], write: true, exitCode: 1, stderr: `losetup: ${LOOP}: set direct io failed: Invalid argument\n` };
+    const runner = new RecordingRunner([...boxUpFsDown(), ...imageOk(), loopList(), mountImage(sb), ...cameUp().slice(0, -2), refused]);
+    const ctx = makeCtx(sb, runner);
+    expect(await mountStack(ctx)).toEqual({ box: 'already', fs: 'mounted' });
+    runner.assertDone();
+    expect(ctx.reporter.lines).toContain(
+      `! loop direct I/O could not be switched on (${LOOP}: losetup: ${LOOP}: set direct io failed: Invalid argument); the filesystem works, writes go through the page cache`,
+    );
+    expect(ctx.reporter.lines.at(-1)).toBe(`✔ Filesystem — ${sb.image} at ${sb.mountPoint}`);
   });
 
   it('refuses a mount point that has files in it (exit 2), after taking the lock but before mounting', async () => {
@@ -390,6 +421,7 @@ describe('mountStack: repairing a broken stack', () => {
       `  e2fsck -p ${sb.image}`,
       `  e2fsck: errors fixed (log: ${log})`,
       `  mount ${sb.image} at ${sb.mountPoint} again`,
+      `  switched ${LOOP} to direct I/O`,
       `✔ Repaired the stack — ${sb.image} at ${sb.mountPoint}`,
     ]);
   });
@@ -541,6 +573,7 @@ describe('mountStack: dry-run', () => {
       `  ! write the lock ${sb.lock}`,
       `  ! mkdir -p ${sb.mountPoint}`,
       `  ! mount -t ext4 -o loop,noatime,nodev ${sb.image} ${sb.mountPoint}`,
+      `  ! losetup --direct-io=on <the loop device under ${sb.mountPoint}> (if the kernel refuses, it stays buffered)`,
       `✔ Filesystem — ${sb.image} at ${sb.mountPoint}`,
     ]);
     expect(await readdir(sb.boxMount)).toEqual([]);

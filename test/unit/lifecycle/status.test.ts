@@ -1,3 +1,4 @@
+import { loopDio } from '../canned.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -80,6 +81,7 @@ const healthyProbes = (): Expectation[] => [
   statImage(sb.image, IMAGE_FACTS),
   remoteDu(sb, 'backup/filesystem.img', `1048576\tbackup/filesystem.img\n`),
   df(),
+  loopDio(LOOP, true),
 ];
 
 function keyPaths(value: unknown, prefix = ''): string[] {
@@ -119,6 +121,7 @@ describe('collectStatus', () => {
         sizeBytes: 10464022528,
         usedBytes: 1073741824,
         freeBytes: 8853979136,
+        loopDirectIo: true,
       },
       fstab: { state: 'ok', path: sb.fstab, detail: `${sb.fstab} has the hbs block (findmnt --verify: ok)` },
       lock: { state: 'ours', hostname: 'testhost', machineId: '0f1e2d3c4b5a69788796a5b4c3d2e1f0', pid: 111, time: '2024-12-31T23:00:00.000Z' },
@@ -156,6 +159,7 @@ describe('collectStatus', () => {
       'filesystem.sizeBytes',
       'filesystem.usedBytes',
       'filesystem.freeBytes',
+      'filesystem.loopDirectIo',
       'fstab.state',
       'fstab.path',
       'fstab.detail',
@@ -198,6 +202,7 @@ describe('collectStatus', () => {
         sizeBytes: null,
         usedBytes: null,
         freeBytes: null,
+        loopDirectIo: null,
       },
       fstab: { state: 'disabled', path: null, detail: 'no fstab entries (--no-fstab)' },
       lock: { state: 'unknown', hostname: null, machineId: null, pid: null, time: null },
@@ -340,6 +345,7 @@ describe('renderStatus', () => {
       sizeBytes: 10 * GiB,
       usedBytes: GiB,
       freeBytes: 9 * GiB,
+      loopDirectIo: true,
     },
     fstab: { state: 'ok', path: '/etc/fstab', detail: '/etc/fstab has the hbs block (findmnt --verify: ok)' },
     lock: { state: 'ours', hostname: 'testhost', machineId: 'x', pid: 111, time: '2024-12-31T23:00:00.000Z' },
@@ -357,6 +363,14 @@ describe('renderStatus', () => {
         '',
         'healthy',
       ].join('\n'),
+    );
+  });
+
+  it('a loop device without direct I/O (fstab at boot) is pointed out, with what switches it on', () => {
+    const r = healthy();
+    r.filesystem.loopDirectIo = false;
+    expect(renderStatus(r, false).split('\n')[2]).toBe(
+      `filesystem  up       /mnt/box/filesystem.img at /srv/backup (${LOOP}) — 10 GiB, 1 GiB used, 9 GiB free; loop device without direct I/O (slower writes; \`hbs mount\` switches it on)`,
     );
   });
 

@@ -33,6 +33,12 @@ describe('box-space step', () => {
     runner.assertDone();
   });
 
+  it('--adopt without --size: no size to check (the image is there already), even on a nearly full box', async () => {
+    const runner = new RecordingRunner([statFs(sb.boxMount, '4096 26214400 256\n')]); // 1 MiB free
+    const ctx = makeCtx(sb, { runner, opts: { adopt: true, sizeGiven: false, size: 64 * 1024 * 1024 } });
+    await expect(boxSpaceStep.check(ctx)).resolves.toEqual({ done: true, detail: '1 MiB free of 100 GiB' });
+  });
+
   it('passes when the image fits (exactly the free space)', async () => {
     const runner = new RecordingRunner([statFs(sb.boxMount, HALF_FULL)]);
     await expect(boxSpaceStep.check(makeCtx(sb, { runner, opts: { size: 50 * GiB } }))).resolves.toEqual({ done: true, detail: '50 GiB free of 100 GiB' });

@@ -100,6 +100,7 @@ export function makeOpts(sb: Sandbox, over: Partial<InitOptions> = {}): InitOpti
     forceFormat: false,
     formatConfirmed: false,
     sizeGiven: true,
+    stealLock: false,
     dryRun: false,
     verbose: false,
     yes: true,

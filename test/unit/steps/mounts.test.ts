@@ -1,3 +1,4 @@
+import { directIoOn } from '../canned.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -237,12 +238,42 @@ describe('fs-mount step', () => {
       { kind: 'mkdir', path: sb.mountPoint, mode: 0o755 },
       { kind: 'task', describe: [`write the lock ${sb.image}.hbs-lock (this machine's hostname, machine-id, pid, time)`] },
       { kind: 'run', cmd: { argv: ['mount', '-t', 'ext4', '-o', 'loop,noatime,noinit_itable', sb.image, sb.mountPoint] } },
+      { kind: 'task', describe: [`losetup --direct-io=on <the loop device under ${sb.mountPoint}> (if the kernel refuses, it stays buffered)`] },
     ]);
     await mkdir(sb.mountPoint);
     const again = makeCtx(sb, { runner: new RecordingRunner() });
     const second = await fsMountStep.plan(again);
-    expect(second.map((a) => a.kind)).toEqual(['task', 'run']);
+    expect(second.map((a) => a.kind)).toEqual(['task', 'run', 'task']);
     expect(second[1]).toEqual({ kind: 'run', cmd: { argv: ['mount', '-t', 'ext4', '-o', 'loop,noatime', sb.image, sb.mountPoint] } });
+  });
+
+  it('the last task switches the loop device under the new mount to direct I/O', async () => {
+    await mkdir(sb.mountPoint);
+    const runner = new RecordingRunner([findmnt(sb.mountPoint, loopMounted('/dev/loop5')), ...directIoOn('/dev/loop5')]);
+    const ctx = makeCtx(sb, { runner });
+    const dio = (await fsMountStep.plan(ctx)).at(-1);
+    if (dio?.kind !== 'task') throw new Error('expected the direct I/O task last');
+    await dio.run();
+    runner.assertDone();
+    expect(ctx.reporter.lines).toEqual([]);
+  });
+
+  it('another machine\'s lock: refused, unless the person confirmed the takeover (--steal-lock), which says whose it was', async () => {
+    await mkdir(sb.boxMount);
+    await mkdir(sb.mountPoint);
+    const old = { hostname: 'old-server', machineId: 'e'.repeat(32), pid: 7, time: '2026-11-02T08:00:00.000Z', config: '/etc/hbs/config.json' };
+    await writeFile(`${sb.image}.hbs-lock`, JSON.stringify(old));
+    const refused = makeCtx(sb, { runner: new RecordingRunner() });
+    const [task] = await fsMountStep.plan(refused);
+    if (task?.kind !== 'task') throw new Error('expected the lock task first');
+    await expect(task.run()).rejects.toThrow(/in use by another machine: old-server/);
+    expect(JSON.parse(await readText(`${sb.image}.hbs-lock`))).toEqual(old);
+    const ctx = makeCtx(sb, { runner: new RecordingRunner(), opts: { stealLock: true } });
+    const [steal] = await fsMountStep.plan(ctx);
+    if (steal?.kind !== 'task') throw new Error('expected the lock task first');
+    await steal.run();
+    expect(JSON.parse(await readText(`${sb.image}.hbs-lock`))).toMatchObject({ hostname: HOSTNAME, config: sb.config });
+    expect(ctx.reporter.lines).toEqual(['! taking over the lock held by old-server (machine-id eeeeeeeeeeee…, pid 7, config /etc/hbs/config.json) since 2026-11-02T08:00:00.000Z']);
   });
 
   it('the lock task writes this machine\'s lock next to the image (0600)', async () => {

@@ -6,7 +6,9 @@ import { EXIT, HbsError, UsageError } from '../../../src/core/errors.js';
 import type { Action, Step } from '../../../src/core/plan.js';
 import { RecordingRunner } from '../../../src/core/recording-runner.js';
 import type { InitContext } from '../../../src/init/context.js';
-import { INIT_STEPS, runSteps } from '../../../src/init/run-init.js';
+import { initStepsFor, INIT_STEPS, runSteps } from '../../../src/init/run-init.js';
+import type { EncryptOptions } from '../../../src/init/options.js';
+import { passphraseKey } from '../../../src/lib/luks.js';
 import { serializeConfig } from '../../../src/lib/config.js';
 import { sshKeyStep } from '../../../src/steps/ssh-key.js';
 import {
@@ -38,6 +40,7 @@ import {
 } from './helpers.js';
 
 const GOLDEN = resolve(import.meta.dirname, '../../golden/init-dry-run.txt');
+const GOLDEN_ENCRYPT = resolve(import.meta.dirname, '../../golden/init-encrypt-dry-run.txt');
 const KEYSCAN = `[${HOST}]:23 ${FIXTURE_KEY.type} ${FIXTURE_KEY.blob}\n`;
 
 let sb: Sandbox;
@@ -48,9 +51,9 @@ afterEach(async () => {
   await sb.cleanup();
 });
 
-/** INIT_STEPS, unchanged, except that every planned file write is also kept for the test. */
-function capturingSteps(writes: Extract<Action, { kind: 'write' }>[]): Step<InitContext>[] {
-  return INIT_STEPS.map((s) => ({
+/** INIT_STEPS (or the given steps), unchanged, except that every planned file write is also kept for the test. */
+function capturingSteps(writes: Extract<Action, { kind: 'write' }>[], steps: readonly Step<InitContext>[] = INIT_STEPS): Step<InitContext>[] {
+  return steps.map((s) => ({
     id: s.id,
     title: s.title,
     check: (ctx) => s.check(ctx),
@@ -81,17 +84,17 @@ function stableTranscript(lines: readonly string[], writes: readonly Extract<Act
   return text.split(sb.root).join('<tmp>') + '\n';
 }
 
-async function compareGolden(actual: string): Promise<void> {
+async function compareGolden(actual: string, file = GOLDEN): Promise<void> {
   if (process.env.UPDATE_GOLDEN === '1') {
-    await mkdir(dirname(GOLDEN), { recursive: true });
-    await writeFile(GOLDEN, actual);
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, actual);
     return;
   }
   let golden: string;
   try {
-    golden = await readFile(GOLDEN, 'utf8');
+    golden = await readFile(file, 'utf8');
   } catch {
-    throw new Error(`${GOLDEN} is missing; run with UPDATE_GOLDEN=1 to write it`);
+    throw new Error(`${file} is missing; run with UPDATE_GOLDEN=1 to write it`);
   }
   expect(actual).toBe(golden);
 }
@@ -143,6 +146,45 @@ describe('runSteps', () => {
     expect(transcript).toContain('  ! sshfs -o reconnect,port=23,');
     expect(transcript).not.toMatch(/^ {2}\$ /m);
     await compareGolden(transcript);
+  });
+
+  it('a first run with --encrypt (passphrase + generated key file) in dry-run mode: no secret, matches its golden transcript', async () => {
+    const PASS = 'golden secret passphrase';
+    const inner = new RecordingRunner([
+      findmnt(sb.boxMount), // targets: box mount free
+      findmnt(sb.mountPoint), // targets: mount point free
+      keyscan(KEYSCAN), // host-key
+      findmnt(sb.boxMount), // box-mount
+      findmnt(sb.mountPoint), // fs-mount (no mke2fs -V: inside LUKS the tuning is fixed)
+    ]);
+    const encrypt: EncryptOptions = {
+      mapperName: 'hbs-filesystem',
+      passphrase: true,
+      keyFile: { path: '/dev/shm/hbs-filesystem.key', generated: true, keep: false },
+      headerBackup: join(sb.configDir, 'hbs-filesystem.luks-header'),
+      unattendedKeyFile: null,
+    };
+    const ctx = makeCtx(sb, { runner: inner, opts: { hostKeyFingerprint: FIXTURE_KEY.fingerprint, dryRun: true, encrypt } });
+    ctx.runner = new DryRunRunner(inner, (l) => ctx.reporter.line(l));
+    // A dry-run generates no key file; the passphrase (given on stdin) is held, never shown.
+    ctx.luksKeys = [passphraseKey(PASS)];
+    const writes: Extract<Action, { kind: 'write' }>[] = [];
+    const cheap = process.env.HBS_TEST_CHEAP_PBKDF;
+    delete process.env.HBS_TEST_CHEAP_PBKDF; // the golden shows cryptsetup's own PBKDF defaults
+    try {
+      await runSteps(ctx, capturingSteps(writes, initStepsFor(ctx.opts)));
+    } finally {
+      if (cheap !== undefined) process.env.HBS_TEST_CHEAP_PBKDF = cheap;
+    }
+
+    inner.assertDone();
+    expect(writeCalls(inner)).toEqual([]);
+    expect(await listTree(sb.root)).toEqual([]);
+    const transcript = stableTranscript(ctx.reporter.lines, writes);
+    expect(transcript).not.toContain(PASS);
+    expect(transcript).toContain('  ! cryptsetup luksFormat --batch-mode --type luks2 --key-file - <tmp>/box/filesystem.img <<(stdin)');
+    expect(transcript).toContain('/dev/mapper/hbs-filesystem');
+    await compareGolden(transcript, GOLDEN_ENCRYPT);
   });
 
   it('a re-run where everything is in place: every step is already done and nothing runs', async () => {
@@ -233,6 +275,7 @@ describe('runSteps', () => {
       '  ! mkdir -p -m 0755 <tmp>/mnt',
       "  ! write the lock <tmp>/box/filesystem.img.hbs-lock (this machine's hostname, machine-id, pid, time)",
       '  ! mount -t ext4 -o loop,noatime <tmp>/box/filesystem.img <tmp>/mnt',
+      '  ! losetup --direct-io=on <the loop device under <tmp>/mnt> (if the kernel refuses, it stays buffered)',
     ]);
     expect(ctx.state.image.uuid).toBe(cfg.image.uuid);
   });
