@@ -45,6 +45,8 @@ async function main(argv: string[]): Promise<number> {
     .option('--luks-unattended', 'keep a key at /etc/hbs/<name>.key (0400) so mounts need no one (root here can read it)')
     .option('--luks-header-backup <path>', 'where to back up the LUKS header (default: /etc/hbs/<name>.luks-header)')
     .option('--luks-name <name>', 'device-mapper name (default: hbs-<image name>)')
+    .option('--crypttab <path>', 'with --luks-unattended: crypttab to add the line that opens the image at boot to (default: /etc/crypttab)')
+    .option('--no-crypttab', 'with --luks-unattended: do not touch any crypttab (`hbs mount` still uses the kept key)')
     .option('-y, --yes', 'never ask; fail listing what is missing')
     .option('-n, --dry-run', 'print every change that would be made; make none')
     .option('-v, --verbose', 'show each command as it runs (secrets redacted)')

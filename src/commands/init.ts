@@ -18,6 +18,7 @@ import { previewSteps, type CapturingReporter } from '../init/preview.js';
 import { runSteps } from '../init/run-init.js';
 import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines, type ExistingImageIo } from '../init/wizard.js';
 import { ExistingImageError } from '../steps/image.js';
+import { assertCrypttabWritable } from '../steps/crypttab.js';
 import { readMachineId } from '../lifecycle/context.js';
 import { LockHeldError } from '../lifecycle/errors.js';
 import type { Reporter } from '../ui/reporter.js';
@@ -156,6 +157,8 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
     sizeGiven: opts.sizeGiven,
   });
   if (enc) opts.encrypt = enc.opts;
+  // Before anything changes: paths crypttab cannot hold stop the run here, not after mkfs.
+  assertCrypttabWritable(opts);
   // Filled later too, when an encrypted image turns up on the box and the person types its passphrase.
   const luksKeys: LuksKey[] = [...(enc?.keys ?? [])];
   for (const k of luksKeys) if (k.kind === 'passphrase') real.addSecret(Buffer.from(k.bytes).toString('utf8'));
@@ -293,7 +296,8 @@ function summary(ctx: InitContext): void {
   r.info(`The box ${o.user}@${o.host} is mounted at ${o.boxMount}.`);
   r.info(`The image ${imagePathOf(o)} (${formatSize(ctx.state.image.sizeBytes ?? ctx.state.existingConfig?.image.sizeBytes ?? o.size)}, ext4${ctx.state.image.adopted ? ', adopted' : ''}) is mounted at ${o.mountPoint}.`);
   if (o.encrypt) for (const line of encryptionSummary(o.encrypt, Boolean(ctx.state.luks?.adopted))) r.info(line);
-  r.info(`Config: ${o.config}${o.fstab ? `; fstab block in ${o.fstab}` : '; no fstab entries (--no-fstab)'}.`);
+  const crypttab = o.encrypt?.crypttab ? `; crypttab block in ${o.encrypt.crypttab}` : '';
+  r.info(`Config: ${o.config}${o.fstab ? `; fstab block in ${o.fstab}` : '; no fstab entries (--no-fstab)'}${crypttab}.`);
   r.info('\nBack up with owners, groups, modes, hard links, ACLs and xattrs intact:');
   r.info(`  rsync -aHAX --numeric-ids SRC/ ${o.mountPoint}/`);
 }

@@ -16,6 +16,8 @@ export interface EncryptFlags {
   luksUnattended?: boolean;
   luksHeaderBackup?: string;
   luksName?: string;
+  /** A path, or false for --no-crypttab; only with --luks-unattended. */
+  crypttab?: string | false;
 }
 
 export interface EncryptIo {
@@ -45,13 +47,16 @@ function luksFlagsGiven(f: EncryptFlags): string[] {
     ['luksHeaderBackup', '--luks-header-backup'],
     ['luksName', '--luks-name'],
   ];
-  return named.filter(([k]) => f[k] !== undefined && f[k] !== false).map(([, n]) => n);
+  const given = named.filter(([k]) => f[k] !== undefined && f[k] !== false).map(([, n]) => n);
+  return f.crypttab === undefined ? given : [...given, f.crypttab === false ? '--no-crypttab' : '--crypttab'];
 }
+
+export const DEFAULT_CRYPTTAB = '/etc/crypttab';
 
 export const MIN_PASSPHRASE = 8;
 
 /** Mapper name, header backup and unattended key path from the flags (defaults next to the config); no key yet. */
-export function encryptOptionsFor(o: { image: string; config: string }, f: Pick<EncryptFlags, 'luksName' | 'luksHeaderBackup' | 'luksUnattended'> = {}): EncryptOptions {
+export function encryptOptionsFor(o: { image: string; config: string }, f: Pick<EncryptFlags, 'luksName' | 'luksHeaderBackup' | 'luksUnattended' | 'crypttab'> = {}): EncryptOptions {
   const mapperName = f.luksName ?? defaultMapperName(o.image);
   const confDir = dirname(o.config);
   return {
@@ -59,6 +64,7 @@ export function encryptOptionsFor(o: { image: string; config: string }, f: Pick<
     passphrase: false,
     headerBackup: f.luksHeaderBackup ? resolve(f.luksHeaderBackup) : join(confDir, `${mapperName}.luks-header`),
     unattendedKeyFile: f.luksUnattended ? join(confDir, `${mapperName}.key`) : null,
+    ...(f.luksUnattended ? { crypttab: f.crypttab === false ? null : resolve(f.crypttab ?? DEFAULT_CRYPTTAB) } : {}),
   };
 }
 
@@ -119,6 +125,10 @@ export async function resolveEncryption(
   }
   if (f.luksKeyFile && f.luksGenerateKey) throw new UsageError('--luks-key-file and --luks-generate-key exclude each other: one key file at most');
   if (f.luksKeepKey && !f.luksGenerateKey) throw new UsageError('--luks-keep-key is about a generated key file (--luks-generate-key)');
+  if (f.crypttab !== undefined && !f.luksUnattended) {
+    throw new UsageError(`${f.crypttab === false ? '--no-crypttab' : '--crypttab'} only goes with --luks-unattended: without a key kept here, boot cannot open the image`);
+  }
+  if (f.crypttab === '') throw new UsageError('--crypttab needs a path (or --no-crypttab)');
   if (f.luksPassphraseStdin && o.passwordStdin) {
     throw new UsageError('--password-stdin and --luks-passphrase-stdin cannot both read stdin', 'pass the box password in HBS_BOX_PASSWORD or the LUKS passphrase in HBS_LUKS_PASSPHRASE');
   }
@@ -199,9 +209,12 @@ export function encryptionSummary(e: EncryptOptions, adopted = false): string[] 
   ];
   if (e.unattendedKeyFile) {
     lines.push(
-      `Unattended mounts: a key is kept at ${e.unattendedKeyFile} (mode 0400) so the stack can come up without you.`,
-      '  It protects the data on the box (the provider and anyone who gets the image see only ciphertext);',
-      '  it does NOT protect against anyone with root on this machine, who can read that key.',
+      `Unattended mounts: a key is kept at ${e.unattendedKeyFile} (mode 0400) so the stack can come up without you` +
+        (e.crypttab ? `; ${e.crypttab} has the line that opens the image at boot.` : ' (no crypttab line: --no-crypttab; `hbs mount` uses the key).'),
+      '  What it protects: the data on the box. The provider, and anyone who gets the image or the box',
+      '  account, see only ciphertext.',
+      '  What it does NOT protect against: anyone with root on this machine (or a copy of its disk or',
+      '  backups) can read the key and so the data. Without --luks-unattended the key never rests here.',
     );
   }
   return lines;

@@ -129,6 +129,11 @@ export interface EncryptOptions {
   headerBackup: string;
   /** Keep a key at /etc/hbs/<mapperName>.key (0400) so the stack can come up at boot. */
   unattendedKeyFile: string | null;
+  /**
+   * With --luks-unattended only: the crypttab that gets the hbs line opening the mapping at boot
+   * (default /etc/crypttab), or null with --no-crypttab. Absent without --luks-unattended.
+   */
+  crypttab?: string | null;
 }
 
 /** Resolved options: every answer validated (size in bytes), plus the behaviour flags. */

@@ -4,6 +4,7 @@ import { readConfig } from '../lib/config.js';
 import { boxGuardStep, boxMountStep } from '../steps/box-mount.js';
 import { boxSpaceStep } from '../steps/box-space.js';
 import { configStep } from '../steps/config.js';
+import { crypttabStep } from '../steps/crypttab.js';
 import { fsMountStep } from '../steps/fs-mount.js';
 import { fstabStep } from '../steps/fstab.js';
 import { hostKeyStep } from '../steps/host-key.js';
@@ -34,11 +35,16 @@ export const INIT_STEPS: readonly Step<InitContext>[] = [
   fstabStep,
 ];
 
-/** The steps for these options: with --encrypt, LUKS format and open come between the image and mkfs. */
-export function initStepsFor(o: { encrypt?: unknown }): readonly Step<InitContext>[] {
+/**
+ * The steps for these options: with --encrypt, LUKS format and open come between the image and
+ * mkfs; with --luks-unattended the crypttab line comes before the fstab lines that rely on it.
+ */
+export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null } }): readonly Step<InitContext>[] {
   if (!o.encrypt) return INIT_STEPS;
   const at = INIT_STEPS.indexOf(mkfsStep);
-  return [...INIT_STEPS.slice(0, at), luksFormatStep, luksOpenStep, ...INIT_STEPS.slice(at)];
+  const steps = [...INIT_STEPS.slice(0, at), luksFormatStep, luksOpenStep, ...INIT_STEPS.slice(at)];
+  if (o.encrypt.unattendedKeyFile) steps.splice(steps.indexOf(fstabStep), 0, crypttabStep);
+  return steps;
 }
 
 export type { StepOutcome } from '../core/run-steps.js';

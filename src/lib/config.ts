@@ -15,6 +15,11 @@ export const encryptionSchema = z.object({
   headerBackup: z.string().min(1),
   /** With --luks-unattended: the key kept on this machine (0400) so the stack comes up at boot. */
   unattendedKeyFile: z.string().min(1).nullable(),
+  /**
+   * With --luks-unattended: the crypttab holding the hbs block that opens the mapping at boot
+   * (null: --no-crypttab). Absent without --luks-unattended, and in configs written before it existed.
+   */
+  crypttab: z.string().min(1).nullable().optional(),
 });
 
 export type EncryptionConfig = z.infer<typeof encryptionSchema>;

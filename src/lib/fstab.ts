@@ -1,5 +1,6 @@
 /**
- * The managed block hbs keeps in fstab. Everything outside the block stays byte for byte as it was.
+ * The managed block hbs keeps in fstab (and, with the same markers, in crypttab). Everything
+ * outside the block stays byte for byte as it was.
  */
 export interface FstabEntry {
   source: string;
@@ -33,8 +34,13 @@ function beginMarker(id: string): string {
   return `${BEGIN} (${id}): edit with hbs, not by hand`;
 }
 
+/** The block for `id` around lines already formatted for their file (fstab, crypttab). */
+export function formatLinesBlock(id: string, lines: readonly string[]): string {
+  return [beginMarker(id), ...lines, `${END} (${id})`].join('\n') + '\n';
+}
+
 export function formatBlock(id: string, entries: readonly FstabEntry[]): string {
-  return [beginMarker(id), ...entries.map(formatEntry), `${END} (${id})`].join('\n') + '\n';
+  return formatLinesBlock(id, entries.map(formatEntry));
 }
 
 interface Span {
@@ -54,13 +60,18 @@ function findBlock(text: string, id: string): Span | undefined {
     else if (start !== undefined && bare === end) return { start, end: offset + line.length };
     offset += line.length;
   }
-  if (start !== undefined) throw new Error(`fstab has "${begin}" without its END marker; fix it by hand`);
+  if (start !== undefined) throw new Error(`the file has "${begin}" without its END marker; fix it by hand`);
   return undefined;
 }
 
 /** The fstab text with the block for `id` replaced (or appended); every other byte is kept. */
 export function mergeBlock(text: string, id: string, entries: readonly FstabEntry[]): string {
-  const block = formatBlock(id, entries);
+  return mergeLinesBlock(text, id, entries.map(formatEntry));
+}
+
+/** As mergeBlock, for lines already formatted for their file. */
+export function mergeLinesBlock(text: string, id: string, lines: readonly string[]): string {
+  const block = formatLinesBlock(id, lines);
   const span = findBlock(text, id);
   if (span) return text.slice(0, span.start) + block + text.slice(span.end);
   if (text === '') return block;

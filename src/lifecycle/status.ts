@@ -43,6 +43,8 @@ export interface StatusReport {
     keySlots: string[] | null;
     headerBackup: { path: string; present: boolean };
     unattendedKeyFile: string | null;
+    /** With --luks-unattended: the crypttab that should hold the hbs line opening the mapping at boot; else null. */
+    crypttab: { path: string; present: boolean } | null;
   } | null;
 }
 
@@ -59,7 +61,17 @@ async function encryptionState(ctx: LifecycleContext, imageThere: boolean): Prom
     keySlots: info?.keySlots ?? null,
     headerBackup: { path: enc.headerBackup, present: await fileExists(enc.headerBackup) },
     unattendedKeyFile: enc.unattendedKeyFile,
+    crypttab: enc.crypttab ? { path: enc.crypttab, present: await hasBlockIn(enc.crypttab, ctx.configPath) } : null,
   };
+}
+
+/** Whether the file holds the hbs block for this config (a file that cannot be read: no). */
+async function hasBlockIn(path: string, id: string): Promise<boolean> {
+  try {
+    return blockText(await readFile(path, 'utf8'), id) !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 async function fsSpace(ctx: LifecycleContext, mp: string): Promise<{ size: number; used: number; free: number } | undefined> {
@@ -150,6 +162,7 @@ export async function collectStatus(ctx: LifecycleContext, mkTemp: () => Promise
     report.filesystem.state === 'up' &&
     (report.fstab.state === 'ok' || report.fstab.state === 'disabled') &&
     report.lock.state === 'ours' &&
-    (report.encryption === null || (report.encryption.state === 'open' && report.encryption.headerBackup.present));
+    (report.encryption === null ||
+      (report.encryption.state === 'open' && report.encryption.headerBackup.present && (report.encryption.crypttab?.present ?? true)));
   return report;
 }

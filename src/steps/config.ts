@@ -31,6 +31,7 @@ export function buildConfig(ctx: InitContext): Config {
             keys: [...(o.encrypt.passphrase ? (['passphrase'] as const) : []), ...(o.encrypt.keyFile ? (['keyfile'] as const) : [])],
             headerBackup: o.encrypt.headerBackup,
             unattendedKeyFile: o.encrypt.unattendedKeyFile,
+            ...(o.encrypt.crypttab !== undefined ? { crypttab: o.encrypt.crypttab } : {}),
           },
         }
       : {}),

@@ -5,11 +5,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { exists } from '../lib/fs-util.js';
 import { fingerprintOf } from '../lib/host-keys.js';
 
 export interface StandInBox {
@@ -69,11 +70,56 @@ async function missingForE2e(): Promise<string | undefined> {
   return undefined;
 }
 
-export async function startBox(opts: { password?: string } = {}): Promise<StandInBox> {
-  const dir = await mkdtemp(join(tmpdir(), 'hbs-box-'));
-  const user = `u8${randomInt(1_000_000, 9_999_999)}`;
-  const password = opts.password ?? nastyPassword();
-  await execa('useradd', ['--create-home', '--shell', '/bin/sh', user]);
+export interface StartBoxOptions {
+  password?: string;
+  /**
+   * Keep the box in this directory — its home (`home/`), host key, sshd files, and in `box.json` the
+   * account's name, password and port — and leave all of it there on stop(). A later
+   * startBox({ stateDir }) brings back the same box (same account, files, host key and port), also
+   * where /etc/passwd starts afresh (a second boot of the test VM): the account is made again and
+   * owns its home (chown -R when it got another uid). Every directory above it must be searchable by others (mkdtemp makes
+   * 0700 ones): sshd has to reach the home as the account. Without it the box lives in a temporary directory and /home, and stop()
+   * removes everything.
+   */
+  stateDir?: string;
+}
+
+/** What a box kept in a state directory needs to come back as the same box. */
+interface SavedBox {
+  user: string;
+  password: string;
+  port: number;
+}
+
+async function readSaved(file: string): Promise<SavedBox | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as SavedBox;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function startBox(opts: StartBoxOptions = {}): Promise<StandInBox> {
+  const keep = opts.stateDir !== undefined;
+  const dir = opts.stateDir ?? (await mkdtemp(join(tmpdir(), 'hbs-box-')));
+  // The account must be able to reach its home below it.
+  if (keep) await mkdir(dir, { recursive: true, mode: 0o755 });
+  const savedFile = join(dir, 'box.json');
+  const saved = keep ? await readSaved(savedFile) : undefined;
+  const user = saved?.user ?? `u8${randomInt(1_000_000, 9_999_999)}`;
+  const password = saved?.password ?? opts.password ?? nastyPassword();
+  if (saved) {
+    // The same account again, on the home it left. Its old uid may belong to someone else by now (the
+    // VM sees the host's live /etc/passwd), so it gets whatever uid is free and takes its files along.
+    await execa('useradd', ['--no-create-home', '--home-dir', join(dir, 'home'), '--shell', '/bin/sh', user]);
+    const uid = (await execa('id', ['-u', user])).stdout.trim();
+    const gid = (await execa('id', ['-g', user])).stdout.trim();
+    const home = join(dir, 'home');
+    if ((await stat(home)).uid !== Number(uid)) await execa('chown', ['-R', `${uid}:${gid}`, home]);
+  } else {
+    await execa('useradd', ['--create-home', ...(keep ? ['--home-dir', join(dir, 'home')] : []), '--shell', '/bin/sh', user]);
+  }
   let sshd: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
     if (sshd && sshd.exitCode === null) {
@@ -83,23 +129,34 @@ export async function startBox(opts: { password?: string } = {}): Promise<StandI
     // Sessions are separate processes owned by the account: end them too.
     await execa('pkill', ['-KILL', '-u', user], { reject: false });
     await new Promise((r) => setTimeout(r, 100));
+    if (keep) {
+      // The account goes; its home and the state stay for the next startBox({ stateDir }).
+      await execa('userdel', [user], { reject: false });
+      return;
+    }
     await execa('userdel', ['--remove', user], { reject: false });
     await rm(dir, { recursive: true, force: true });
   };
   try {
     await execa('chpasswd', [], { input: `${user}:${password}\n` });
-    const home = (await execa('getent', ['passwd', user])).stdout.split(':')[5] ?? `/home/${user}`;
+    const entry = (await execa('getent', ['passwd', user])).stdout.split(':');
+    const home = entry[5] ?? `/home/${user}`;
     await execa('chmod', ['0750', home]);
-    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
+    const hostKey = join(dir, 'host_key');
+    if (!saved || !(await exists(hostKey))) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
     const pub = (await readFile(join(dir, 'host_key.pub'), 'utf8')).trim().split(/\s+/)[1] ?? '';
-    const port = await freePort();
+    const port = saved?.port ?? (await freePort());
+    if (keep && !saved) {
+      const record: SavedBox = { user, password, port };
+      await writeFile(savedFile, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
+    }
     const config = join(dir, 'sshd_config');
     await writeFile(
       config,
       [
         `Port ${port}`,
         'ListenAddress 127.0.0.1',
-        `HostKey ${join(dir, 'host_key')}`,
+        `HostKey ${hostKey}`,
         `PidFile ${join(dir, 'sshd.pid')}`,
         'PasswordAuthentication yes',
         'KbdInteractiveAuthentication no',

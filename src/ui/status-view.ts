@@ -29,7 +29,8 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
           `${'encryption'.padEnd(11)} ${mark(r.encryption.state === 'open', r.encryption.state)} ${r.encryption.detail}` +
             (r.encryption.cipher ? `; ${r.encryption.cipher}` : '') +
             (r.encryption.keySlots ? `; key slots in use: ${r.encryption.keySlots.join(', ')}` : '') +
-            `; header backup ${r.encryption.headerBackup.path} ${r.encryption.headerBackup.present ? 'present' : 'MISSING'}`,
+            `; header backup ${r.encryption.headerBackup.path} ${r.encryption.headerBackup.present ? 'present' : 'MISSING'}` +
+            (r.encryption.crypttab ? `; boot line in ${r.encryption.crypttab.path} ${r.encryption.crypttab.present ? 'present' : 'MISSING'}` : ''),
         ]
       : []),
     '',

@@ -3,7 +3,7 @@
  * loop device and real e2fsprogs. Needs root; says why it skips elsewhere.
  */
 import { createHash } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -168,6 +168,32 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
     await expect(stat(join(t, 'etc2'))).rejects.toThrow();
     await expect(stat(join(box.home, 'second.img'))).rejects.toThrow();
     expect(await sha(p.fstab)).toBe(fstabBefore);
+  });
+
+  it('--dry-run --encrypt --luks-unattended shows the crypttab line (the key file by path, never a key) and writes nothing', async () => {
+    // crypttab cannot hold white space (systemd does not unescape it): this run's own paths have some.
+    const spaced = (c: string): string[] => [
+      'init', '--yes', '--dry-run', '--user', box.user, '--host', box.host, '--port', String(box.port), '--size', '5G',
+      '--image', 'enc5.img', '--box-mount', join(c, 'box5'), '--mount-point', join(c, 'mnt5'), '--ssh-key', p.key,
+      '--host-key-fingerprint', box.hostKeyFingerprint, '--fstab', p.fstab, '--config', join(c, 'etc5', 'config.json'),
+      '--encrypt', '--luks-passphrase-stdin', '--luks-unattended', '--crypttab', join(c, 'crypttab5'),
+    ];
+    const pass = 'dry run passphrase';
+    const refused = await hbs(spaced(t), { input: `${pass}\n` });
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toMatch(/crypttab line for --luks-unattended cannot be written: image path ".*box5\/enc5\.img" has white space/);
+    const c = await mkdtemp(join(tmpdir(), 'hbs-dry-'));
+    try {
+      const r = await hbs(spaced(c), { input: `${pass}\n` });
+      expect(r.stderr).toBe('');
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toContain(`! back up ${join(c, 'crypttab5')} (if it exists; a new one gets mode 0600), then write it atomically with this line between the BEGIN/END markers:`);
+      expect(r.stdout).toContain(`!   hbs-enc5 ${join(c, 'box5')}/enc5.img ${join(c, 'etc5', 'hbs-enc5.key')} luks,_netdev,nofail,headless=true`);
+      expect(r.stdout).not.toContain(pass);
+      expect(await readdir(c)).toEqual([]);
+    } finally {
+      await rm(c, { recursive: true, force: true });
+    }
   });
 
   it('refuses an image file it did not create, and leaves it untouched', async () => {

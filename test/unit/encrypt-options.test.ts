@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
-import { resolveEncryption, type EncryptFlags } from '../../src/init/encrypt.js';
+import { encryptionSummary, resolveEncryption, type EncryptFlags } from '../../src/init/encrypt.js';
 import type { Prompter } from '../../src/init/prompter.js';
 import { MemoryReporter } from '../../src/ui/reporter.js';
 
@@ -83,6 +83,34 @@ describe('hbs init --encrypt: keys', () => {
     expect(r!.keys.map((k) => k.kind)).toEqual(['passphrase', 'keyfile']);
     await r!.finish();
     await stat(join(dir, 'k'));
+  });
+
+  it('--luks-unattended: the crypttab line goes to /etc/crypttab unless --crypttab PATH or --no-crypttab says otherwise', async () => {
+    const pw = { stdin: 'pw' };
+    const flags = { encrypt: true, luksPassphraseStdin: true, luksUnattended: true } as const;
+    expect((await run(flags, pw))!.opts.crypttab).toBe('/etc/crypttab');
+    expect((await run({ ...flags, crypttab: '/tmp/x/crypttab' }, pw))!.opts.crypttab).toBe('/tmp/x/crypttab');
+    expect((await run({ ...flags, crypttab: 'rel/crypttab' }, pw))!.opts.crypttab).toBe(join(process.cwd(), 'rel/crypttab'));
+    expect((await run({ ...flags, crypttab: false }, pw))!.opts.crypttab).toBeNull();
+    // Without --luks-unattended there is no key to open the image at boot: no crypttab at all.
+    expect((await run({ encrypt: true, luksPassphraseStdin: true }, pw))!.opts).not.toHaveProperty('crypttab');
+  });
+
+  it('--crypttab and --no-crypttab without --luks-unattended (or without --encrypt) are usage errors', async () => {
+    await expect(run({ encrypt: true, luksPassphraseStdin: true, crypttab: '/etc/crypttab' }, { stdin: 'pw' })).rejects.toThrow(/--crypttab only goes with --luks-unattended/);
+    await expect(run({ encrypt: true, luksPassphraseStdin: true, crypttab: false }, { stdin: 'pw' })).rejects.toThrow(/--no-crypttab only goes with --luks-unattended/);
+    await expect(run({ crypttab: '/etc/crypttab' })).rejects.toThrow(/--crypttab only go with --encrypt/);
+  });
+
+  it('the summary says plainly what an unattended key protects (the box) and what not (root here), and where the boot line is', () => {
+    const base2 = { mapperName: 'hbs-filesystem', passphrase: true, headerBackup: '/etc/hbs/h' };
+    const text = encryptionSummary({ ...base2, unattendedKeyFile: '/etc/hbs/hbs-filesystem.key', crypttab: '/etc/crypttab' }).join('\n');
+    expect(text).toContain('/etc/hbs/hbs-filesystem.key (mode 0400)');
+    expect(text).toContain('/etc/crypttab has the line that opens the image at boot');
+    expect(text).toMatch(/What it protects: the data on the box/);
+    expect(text).toMatch(/does NOT protect against: anyone with root on this machine/);
+    expect(encryptionSummary({ ...base2, unattendedKeyFile: '/k', crypttab: null }).join('\n')).toContain('no crypttab line: --no-crypttab');
+    expect(encryptionSummary({ ...base2, unattendedKeyFile: null }).join('\n')).not.toMatch(/protect|crypttab/);
   });
 });
 

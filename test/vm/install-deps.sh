@@ -3,10 +3,16 @@
 #   qemu-system-x86  the emulator          linux-image-amd64  a kernel + modules in /boot
 #   busybox-static   the initramfs         kmod               modprobe (module dependencies)
 #   cryptsetup-bin   LUKS, for the tests that run in the VM
+#   systemd-cryptsetup  (Debian 13+; in `systemd` on 12) what boot runs for a crypttab line
 # Only what is missing is installed; --no-install-recommends keeps it to the ~100 MB needed.
 set -euo pipefail
 
 packages=(qemu-system-x86 linux-image-amd64 busybox-static kmod cryptsetup-bin)
+# The reboot test runs /lib/systemd/systemd-cryptsetup: part of `systemd` on Debian 12, a package of
+# its own (systemd-cryptsetup) from Debian 13 on.
+if [[ ! -x /lib/systemd/systemd-cryptsetup ]] && apt-cache show systemd-cryptsetup >/dev/null 2>&1; then
+  packages+=(systemd-cryptsetup)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

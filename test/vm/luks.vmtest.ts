@@ -3,7 +3,7 @@
 // stdin, cheap PBKDF via HBS_TEST_CHEAP_PBKDF=1) → files with owners → a minute idle → status →
 // umount → a wrong key refused (nothing opened, mounted or locked) → mount with the key → data and
 // owners intact → umount → e2fsck -fn clean; bytes allocated on the box measured throughout.
-// The scenario itself is test/vm/luks-guest.mjs. Not covered yet: grow, a second boot.
+// The scenario itself is test/vm/luks-guest.mjs. A second boot: reboot.vmtest.ts.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
