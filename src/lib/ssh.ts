@@ -41,12 +41,28 @@ export function sshOptionPairs(c: BoxConn, opts: { batch: boolean }): string[] {
 
 /** sshfs mount options for the box (also the option field of its fstab line, plus fstab-only flags). */
 export function sshfsMountOptions(c: BoxConn): string[] {
-  return ['reconnect', `port=${c.port}`, ...sshOptionPairs(c, { batch: true })];
+  return ['reconnect', `port=${c.port}`, ...sshOptionPairs(c, { batch: true }), `fsname=${boxMountSource(c)}`];
 }
 
 /** `user@host:path` as sshfs takes it; an empty path is the account's home directory. */
 export function sshfsSource(c: Pick<BoxConn, 'user' | 'host' | 'remotePath'>): string {
   return `${sshTarget(c.user, c.host)}:${c.remotePath}`;
+}
+
+/**
+ * The box mount's source as the fstab line spells it (`sshfs#user@host:path`, for mount.fuse3), and
+ * as the kernel shows it once mounted (sshfs's `fsname=` option). Without fsname the kernel shows
+ * `user@host:path`, which `mount -a` does not match to the fstab line: a second `mount -a` mounted
+ * the box again on top of itself, and then the image a second time through a new loop device —
+ * two ext4 mounts of one filesystem (measured).
+ */
+export function boxMountSource(c: Pick<BoxConn, 'user' | 'host' | 'remotePath'>): string {
+  return `sshfs#${sshfsSource(c)}`;
+}
+
+/** Whether a mount's source is this box: as hbs mounts it now, or as older versions did (no fsname). */
+export function isBoxSource(source: string, c: Pick<BoxConn, 'user' | 'host' | 'remotePath'>): boolean {
+  return source === boxMountSource(c) || source === sshfsSource(c);
 }
 
 /**

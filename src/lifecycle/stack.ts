@@ -1,7 +1,7 @@
 import { CommandError, type Runner } from '../core/runner.js';
 import { imagePath, type Config } from '../lib/config.js';
 import { loopBackingFile, mountAt } from '../lib/mounts.js';
-import { sshfsSource } from '../lib/ssh.js';
+import { isBoxSource, sshfsSource } from '../lib/ssh.js';
 import { spaceOf } from '../steps/box-space.js';
 import { mappingActive, mapperPath } from '../lib/luks.js';
 import { connOf } from './context.js';
@@ -36,7 +36,7 @@ export async function inspectBox(runner: Runner, cfg: Config): Promise<BoxLayer>
   const source = sshfsSource(connOf(cfg));
   const m = await mountAt(runner, cfg.boxMount);
   if (!m) return { state: 'down', detail: `${cfg.boxMount}: not mounted` };
-  if (m.fstype !== 'fuse.sshfs' || m.source !== source) {
+  if (m.fstype !== 'fuse.sshfs' || !isBoxSource(m.source, connOf(cfg))) {
     return { state: 'conflict', detail: `${cfg.boxMount} holds ${m.source} (${m.fstype}), not ${source}` };
   }
   try {

@@ -2,7 +2,7 @@ import { guardLock } from '../init/lock-guard.js';
 import { EXIT, HbsError } from '../core/errors.js';
 import type { Action, Step } from '../core/plan.js';
 import { dirExists, isEmptyOrMissing, mountAt } from '../lib/mounts.js';
-import { sshfsMountOptions, sshfsSource, type BoxConn } from '../lib/ssh.js';
+import { isBoxSource, sshfsMountOptions, sshfsSource, type BoxConn } from '../lib/ssh.js';
 import type { Cmd, Runner } from '../core/runner.js';
 import { boxConn, type InitContext } from '../init/context.js';
 
@@ -20,7 +20,7 @@ export function sshfsMountCmd(c: BoxConn, target: string): Cmd {
 export async function isBoxMounted(runner: Runner, c: BoxConn, target: string): Promise<string> {
   const m = await mountAt(runner, target);
   if (!m) return 'no';
-  if (m.fstype === 'fuse.sshfs' && m.source === sshfsSource(c)) return 'yes';
+  if (m.fstype === 'fuse.sshfs' && isBoxSource(m.source, c)) return 'yes';
   return `${m.source} (${m.fstype})`;
 }
 

@@ -5,7 +5,7 @@ import type { Runner } from '../core/runner.js';
 import type { Step } from '../core/plan.js';
 import { backupFile, writeFileAtomic } from '../lib/fs-util.js';
 import { blockText, formatBlock, mergeBlock, type FstabEntry } from '../lib/fstab.js';
-import { sshfsMountOptions, sshfsSource } from '../lib/ssh.js';
+import { boxMountSource, sshfsMountOptions } from '../lib/ssh.js';
 import { boxConn, imagePathOf, type InitContext } from '../init/context.js';
 
 /** The two lines hbs manages: the box (sshfs), then the image (loop) that needs it. */
@@ -16,7 +16,7 @@ export function fstabEntries(ctx: InitContext): FstabEntry[] {
     // `sshfs#…` with type fuse goes through mount.fuse3, which understands nofail and _netdev;
     // type fuse.sshfs would run sshfs directly, and sshfs 3.7 rejects `-o nofail` (measured).
     {
-      source: `sshfs#${sshfsSource(c)}`,
+      source: boxMountSource(c),
       target: o.boxMount,
       fstype: 'fuse',
       options: ['_netdev', 'nofail', 'noatime', ...sshfsMountOptions(c)],

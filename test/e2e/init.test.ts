@@ -134,6 +134,15 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
     await execa('mount', ['--fstab', p.fstab, p.boxMount]);
     await execa('mount', ['--fstab', p.fstab, p.mountPoint]);
     expect((await stat(join(p.mountPoint, 'owned-by-4242'))).uid).toBe(4242);
+    // `mount -a` again (an admin's habit) sees both lines as mounted: the box is not mounted on top
+    // of itself, and the image does not get a second loop device and a second ext4 mount.
+    await execa('mount', ['-a', '-T', p.fstab]);
+    await execa('mount', ['-a', '-T', p.fstab]);
+    for (const mp of [p.boxMount, p.mountPoint]) {
+      const lines = (await execa('findmnt', ['-rn', '-o', 'SOURCE', '--mountpoint', mp])).stdout.trim().split('\n');
+      expect(lines, mp).toHaveLength(1);
+    }
+    expect((await execa('losetup', ['--associated', join(p.boxMount, 'filesystem.img')])).stdout.trim().split('\n')).toHaveLength(1);
     // fstab cannot ask for loop direct I/O; `hbs mount` on the stack boot brought up switches it on.
     expect(await loopDioAt(p.mountPoint)).toBe('0');
     const m = await hbs(['mount', '--config', p.config]);

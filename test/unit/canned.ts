@@ -45,7 +45,7 @@ export function sftpProbe(paths: { sshKey: string; knownHosts: string }, exitCod
 }
 
 /** The sshfs option string for the box mount, written out. */
-export function sshfsOptions(paths: { sshKey: string; knownHosts: string }): string {
+export function sshfsOptions(paths: { sshKey: string; knownHosts: string }, remotePath = 'backup'): string {
   return [
     'reconnect',
     'port=23',
@@ -57,6 +57,8 @@ export function sshfsOptions(paths: { sshKey: string; knownHosts: string }): str
     'ServerAliveInterval=15',
     'ServerAliveCountMax=3',
     'BatchMode=yes',
+    // the source the kernel shows, so that `mount -a` sees the fstab line as mounted
+    `fsname=sshfs#${USER}@${HOST}:${remotePath}`,
   ].join(',');
 }
 

@@ -80,7 +80,7 @@ const allUp = (): ReturnType<typeof findmnt>[] => [
 /** verifyImage: the image is there and is the recorded ext4. */
 const imageOk = (): ReturnType<typeof findmnt>[] => [statImage(sb.image, IMAGE_FACTS), blkid(sb.image, EXT4_SIG)];
 
-const sshfsLine = (): string => `sshfs -o ${sshfs(sb).argv[2]} ${SSHFS_SOURCE} ${sb.boxMount}`;
+const sshfsLine = (): string => `sshfs -o '${sshfs(sb).argv[2]}' ${SSHFS_SOURCE} ${sb.boxMount}`;
 
 describe('mountStack: bringing the stack up', () => {
   it('everything down: mkdir, sshfs, verify the image, write the lock, loop mount, in this order', async () => {
@@ -103,7 +103,7 @@ describe('mountStack: bringing the stack up', () => {
         'sshfs',
         '-o',
         `reconnect,port=23,IdentityFile=${sb.sshKey},IdentitiesOnly=yes,UserKnownHostsFile=${sb.knownHosts},GlobalKnownHostsFile=/dev/null,` +
-          'StrictHostKeyChecking=yes,ServerAliveInterval=15,ServerAliveCountMax=3,BatchMode=yes',
+          'StrictHostKeyChecking=yes,ServerAliveInterval=15,ServerAliveCountMax=3,BatchMode=yes,fsname=sshfs#u123456@u123456.your-storagebox.de:backup',
         'u123456@u123456.your-storagebox.de:backup',
         sb.boxMount,
       ],

@@ -94,6 +94,13 @@ describe('inspectBox', () => {
     const runner = new RecordingRunner([findmnt(sb.boxMount, { ...boxMounted, source: 'u1@h.example:' }), statFs(sb.boxMount)]);
     expect((await inspectBox(runner, cfg)).detail).toBe(`u1@h.example: at ${sb.boxMount}`);
   });
+
+  it('knows the box by the source hbs mounts it with now (fsname sshfs#…, as fstab says), and by the old one', async () => {
+    const now = new RecordingRunner([findmnt(sb.boxMount, { ...boxMounted, source: `sshfs#${SSHFS_SOURCE}` }), statFs(sb.boxMount)]);
+    expect((await inspectBox(now, makeConfig(sb))).state).toBe('up');
+    const other = new RecordingRunner([findmnt(sb.boxMount, { ...boxMounted, source: 'sshfs#u999@elsewhere:backup' })]);
+    expect((await inspectBox(other, makeConfig(sb))).state).toBe('conflict');
+  });
 });
 
 describe('loopsFor', () => {

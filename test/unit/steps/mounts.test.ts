@@ -112,7 +112,7 @@ describe('box-mount step', () => {
     const ctx = makeCtx(sb, { runner: new RecordingRunner(), opts: { remotePath: '' } });
     const actions = await boxMountStep.plan(ctx);
     expect(actions).toEqual([
-      { kind: 'run', cmd: { argv: ['sshfs', '-o', sshfsOptions(sb), 'u123456@u123456.your-storagebox.de:', sb.boxMount], timeoutMs: 60_000, detached: true } },
+      { kind: 'run', cmd: { argv: ['sshfs', '-o', sshfsOptions(sb, ''), 'u123456@u123456.your-storagebox.de:', sb.boxMount], timeoutMs: 60_000, detached: true } },
     ]);
   });
 });

@@ -143,7 +143,7 @@ describe('runSteps', () => {
 
     const transcript = stableTranscript(ctx.reporter.lines, writes);
     // every change is a `!` line; nothing claims to be done
-    expect(transcript).toContain('  ! sshfs -o reconnect,port=23,');
+    expect(transcript).toContain("  ! sshfs -o 'reconnect,port=23,");
     expect(transcript).not.toMatch(/^ {2}\$ /m);
     await compareGolden(transcript);
   });
@@ -271,7 +271,7 @@ describe('runSteps', () => {
     const changes = ctx.reporter.lines.filter((l) => l.startsWith('  ! ')).map((l) => l.split(sb.root).join('<tmp>'));
     expect(changes).toEqual([
       '  ! mkdir -p -m 0755 <tmp>/box',
-      `  ! sshfs -o ${sshfsOptions(sb).split(sb.root).join('<tmp>')} ${SSHFS_SOURCE} <tmp>/box`,
+      `  ! sshfs -o '${sshfsOptions(sb).split(sb.root).join('<tmp>')}' ${SSHFS_SOURCE} <tmp>/box`,
       '  ! mkdir -p -m 0755 <tmp>/mnt',
       "  ! write the lock <tmp>/box/filesystem.img.hbs-lock (this machine's hostname, machine-id, pid, time)",
       '  ! mount -t ext4 -o loop,noatime <tmp>/box/filesystem.img <tmp>/mnt',
