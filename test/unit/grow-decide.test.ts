@@ -13,6 +13,7 @@ function facts(over: { file?: number; allocated?: number | null; fsBlocks?: numb
     file: { sizeBytes: over.file ?? GiB, allocatedBytes: over.allocated === null ? undefined : (over.allocated ?? 5 * MiB) },
     fs: { blockCount: over.fsBlocks ?? GiB / 4096, blockSize: 4096, blocksPerGroup: 32768 },
     device: over.device,
+    payloadOffset: 0,
     box: { totalBytes: over.total ?? 1000 * GiB, freeBytes: over.free ?? 100 * GiB },
     canResizeOnline: over.device ? (over.cap ?? true) : undefined,
   };
