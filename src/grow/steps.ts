@@ -11,6 +11,7 @@ import { mountArgv } from '../steps/fs-mount.js';
 import { directIoTask } from '../lib/loop.js';
 import { probeSignature, statFile } from '../steps/image.js';
 import type { CryptFacts, GrowContext, GrowDecision } from './context.js';
+import { withSecrets } from './key.js';
 import { covers, fsBytes, readGeometry, type FsGeometry } from './geometry.js';
 
 /**
@@ -51,16 +52,11 @@ function offlineDevice(ctx: GrowContext): string {
  */
 function keyed(ctx: GrowContext, make: (key: LuksKey) => Cmd): Cmd {
   const key = ctx.key;
-  if (key) return { ...make(key), secrets: secretsOf(key) };
+  if (key) return withSecrets(make(key), key);
   if (!ctx.runner.dryRun) throw new HbsError('internal: the key is needed here but was not asked for', EXIT.failed);
   return make({ kind: 'keyfile', bytes: new Uint8Array(0), label: 'key' });
 }
 
-/** A key that is text (a passphrase, or one given on stdin) is also redacted from anything logged. */
-function secretsOf(key: LuksKey): string[] {
-  const text = Buffer.from(key.bytes).toString('utf8');
-  return Buffer.from(text, 'utf8').equals(Buffer.from(key.bytes)) && text.length > 0 ? [text] : [];
-}
 
 /** A command shown in a plan and run by a task that looks at its result itself. */
 function runTask(cmd: Cmd, run: () => Promise<void>): Action {
