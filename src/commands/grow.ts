@@ -155,7 +155,7 @@ export async function growCommand(flags: GrowCliFlags, io: GrowIo, deps: GrowDep
     const cost = inodeTableBytes(facts, decision.targetBytes);
     r.info(
       `Encrypted and mounted: the kernel's online resize writes the new block groups' inode tables${cost ? ` (about ${formatSize(cost)} here)` : ''}, ` +
-        'and through LUKS every one of those bytes costs space on the box. Unmounted (`hbs umount` first), the grow is offline and leaves them to lazy init: about 1 MiB.',
+        `and through LUKS every one of those bytes costs space on the box. Unmounted, the grow is offline and leaves them uninitialised (about 1 MiB): \`umount ${mp}; cryptsetup close ${facts.crypt.name}\` (the box stays mounted), then hbs grow, then hbs mount.`,
     );
   }
 
