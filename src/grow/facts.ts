@@ -93,7 +93,7 @@ async function inspectCryptForGrow(runner: Runner, cfg: Config, configPath: stri
   const st = await runner.run({ argv: ['cryptsetup', 'status', enc.mapperName], write: false, allowFail: true });
   if (st.exitCode !== 0) return { name: enc.mapperName, mapper, open: false, resizeNeedsKey: true };
   const m = parseStatus(st.stdout);
-  if (m.backing !== image) {
+  if (m.backing !== image || !m.loop) {
     throw new HbsError(`${mapper} is open on ${m.backing ?? m.loop ?? '?'}, not ${image}; nothing was changed`, EXIT.failed, 'close that mapping (`cryptsetup close`) or fix the config, then re-run');
   }
   const sig = await probeSignature(runner, mapper);

@@ -57,7 +57,6 @@ function keyed(ctx: GrowContext, make: (key: LuksKey) => Cmd): Cmd {
   return make({ kind: 'keyfile', bytes: new Uint8Array(0), label: 'key' });
 }
 
-
 /** A command shown in a plan and run by a task that looks at its result itself. */
 function runTask(cmd: Cmd, run: () => Promise<void>): Action {
   return { kind: 'task', describe: [formatCmd(cmd)], run };
