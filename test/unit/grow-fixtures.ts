@@ -174,12 +174,12 @@ export const CRYPT_LOOP = '/dev/loop5';
 export const OFFSET = 16 * 2 ** 20;
 
 /** An encrypted config: the mapping's name, and noinit_itable as init records it. */
-export async function makeLuksSandbox(recordedBytes = GiB, unattendedKeyFile: string | null = null): Promise<GrowSandbox> {
+export async function makeLuksSandbox(recordedBytes = GiB): Promise<GrowSandbox> {
   const sb = await makeGrowSandbox(recordedBytes);
   sb.cfg = {
     ...sb.cfg,
     filesystem: { ...sb.cfg.filesystem, mountOptions: ['noatime', 'noinit_itable'] },
-    encryption: { type: 'luks2', mapperName: NAME, keys: ['passphrase'], headerBackup: join(sb.root, 'etc', `${NAME}.luks-header`), unattendedKeyFile },
+    encryption: { type: 'luks2', mapperName: NAME, keys: ['passphrase'], headerBackup: join(sb.root, 'etc', `${NAME}.luks-header`), unattendedKeyFile: null },
   };
   await writeFile(sb.config, JSON.stringify(sb.cfg, null, 2) + '\n', { mode: 0o600 });
   return sb;

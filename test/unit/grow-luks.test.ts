@@ -250,8 +250,6 @@ describe('hbs grow, encrypted and not mounted: offline', () => {
   });
 
   it('uses the unattended key file from the config when no flag is given', async () => {
-    await sb.cleanup();
-    sb = await makeLuksSandbox(GiB, '');
     const keyFile = join(sb.root, 'etc', `${NAME}.key`);
     await writeFile(keyFile, PASS, { mode: 0o400 });
     const cfg = { ...sb.cfg, encryption: { ...sb.cfg.encryption!, unattendedKeyFile: keyFile } };
@@ -268,6 +266,31 @@ describe('hbs grow, encrypted and not mounted: offline', () => {
     run.runner.assertDone();
     expect(e.message).toMatch(/does not hold the filesystem .* closed it again/);
     expect(await recordedSize(sb)).toBe(GiB);
+  });
+});
+
+describe('hbs grow, encrypted: a mapping left open (not mounted)', () => {
+  it('is refreshed and resized in place (key on stdin), checked and grown, and left open as it was found', async () => {
+    const state: LuksState = { ...closed1G, open: true };
+    const run = setup([
+      ...luksProbes(sb, state),
+      testKey(),
+      recheck(),
+      truncate(),
+      loopSize(GiB),
+      setCapacity,
+      mapperSize(GiB - OFFSET),
+      cryptResize,
+      e2fsck,
+      resizeOffline,
+      ...verify(false),
+    ]);
+    expect((await grow(run, { size: '3G', luksKeyStdin: true })).path).toBe('offline');
+    run.runner.assertDone();
+    expect(writes(run.runner)).not.toContain(`cryptsetup close ${NAME}`);
+    expect(writes(run.runner)).not.toContainEqual(expect.stringMatching(/^cryptsetup open/));
+    assertNoLeak(run);
+    expect(await recordedSize(sb)).toBe(3 * GiB);
   });
 });
 

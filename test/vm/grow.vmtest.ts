@@ -58,6 +58,7 @@ describe('hbs grow on real dm-crypt with CAP_SYS_RESOURCE (VM)', () => {
     expect(Number(f['enc.file.afterOnline'])).toBe(100 * GiB);
     // df's size leaves out ext4's own metadata: compare with the size before.
     expect(Number(f['enc.fsSize.afterOnline']) - Number(f['enc.fsSize.before'])).toBeGreaterThan(0.95 * GiB);
+    expect(f['enc.mountOpts.afterOnline']).toContain('noinit_itable');
     expect(f['enc.data.afterOnline']).toBe('hello luks grow');
     expect(f['enc.owner.afterOnline']).toBe('1234:5678,42:43');
     expect(Number(f['enc.recorded.afterOnline'])).toBe(100 * GiB);
