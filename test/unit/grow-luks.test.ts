@@ -9,6 +9,7 @@ import type { Prompter } from '../../src/init/prompter.js';
 import type { Config } from '../../src/lib/config.js';
 import { WrongKeyError } from '../../src/lib/luks.js';
 import type { MemoryReporter } from '../../src/ui/reporter.js';
+import { directIoOn } from './canned.js';
 import {
   CRYPT_LOOP,
   cryptStatus,
@@ -65,7 +66,13 @@ const e2fsck: Expectation = { argv: ['e2fsck', '-f', '-p', '-C', '1', MAPPER], w
 const resizeOffline: Expectation = { argv: ['resize2fs', MAPPER], write: true };
 const close: Expectation = { argv: ['cryptsetup', 'close', NAME], write: true };
 const umount = (): Expectation => ({ argv: ['umount', sb.mountPoint], write: true });
-const remount = (): Expectation => ({ argv: ['mount', '-t', 'ext4', '-o', 'noatime,noinit_itable', MAPPER, sb.mountPoint], write: true });
+/** Mount the (still open) mapping again; the loop device under it kept its direct I/O through the unmount. */
+const remount = (): Expectation[] => [
+  { argv: ['mount', '-t', 'ext4', '-o', 'noatime,noinit_itable', MAPPER, sb.mountPoint], write: true },
+  findmntMapper(sb, true),
+  cryptStatus(sb, true, 'keyring', 3 * GiB - OFFSET),
+  ...directIoOn(CRYPT_LOOP, true),
+];
 /** The check afterwards: the image's size, what is mounted, the filesystem's block count on the mapping. */
 const verify = (mounted: boolean, size = 3 * GiB): Expectation[] => [
   statImage(sb, size),
@@ -187,7 +194,7 @@ describe('hbs grow, encrypted and mounted: online', () => {
       umount(),
       e2fsck,
       resizeOffline,
-      remount(),
+      ...remount(),
       ...verify(true),
     ]);
     const out = await grow(run, { size: '3G', offline: true, luksKeyStdin: true });
