@@ -9,14 +9,16 @@ import { formatSize } from '../lib/size.js';
 import { describeMissing, packagesFor, which, type Missing } from '../init/preflight.js';
 import type { Prompter } from '../init/prompter.js';
 import { readMachineId } from '../lifecycle/context.js';
+import { keySource } from './lifecycle.js';
+import { growKey } from '../grow/key.js';
 import { canResizeOnline } from '../grow/capability.js';
-import type { GrowContext, GrowDecision, GrowDeps } from '../grow/context.js';
+import type { GrowContext, GrowDecision, GrowDeps, GrowFacts } from '../grow/context.js';
 import { decideGrow } from '../grow/decide.js';
 import { gatherFacts } from '../grow/facts.js';
 import { fsBytes, type FsGeometry } from '../grow/geometry.js';
 import { runGrowSteps } from '../grow/run-grow.js';
 import { parseGrowSize, type SizeRequest } from '../grow/size-request.js';
-import { FINISH_STEPS, fsSteps, growFileStep, OnlineResizeRefused } from '../grow/steps.js';
+import { finishSteps, fsSteps, growFileStep, OnlineResizeRefused } from '../grow/steps.js';
 import type { Reporter } from '../ui/reporter.js';
 
 /** Raw flags as commander hands them over. */
@@ -28,6 +30,9 @@ export interface GrowCliFlags {
   yes?: boolean;
   dryRun?: boolean;
   verbose?: boolean;
+  /** Encrypted images: a key file, or the key's exact bytes on stdin (else the config's unattended key, else a prompt). */
+  luksKeyFile?: string;
+  luksKeyStdin?: boolean;
 }
 
 export interface GrowIo {
@@ -37,13 +42,16 @@ export interface GrowIo {
   uid: () => number;
   /** Runs real commands; wrapped in a dry-run runner for --dry-run. */
   runner?: Runner;
+  /** Raw stdin (for --luks-key-stdin). */
+  readStdinBytes?: () => Promise<Buffer>;
 }
 
 export interface GrowOutcome {
   path: 'online' | 'offline' | 'config-only' | 'dry-run';
   fromBytes: number;
   targetBytes: number;
-  fsBefore: number;
+  /** Undefined when it was behind a closed mapping. */
+  fsBefore?: number;
   fsAfter?: FsGeometry;
   /** How long the filesystem was away (offline path with a mounted filesystem). */
   offlineMs?: number;
@@ -72,18 +80,19 @@ export function defaultGrowDeps(pathEnv = process.env.PATH ?? ''): GrowDeps {
     },
     machineId: readMachineId,
     canResizeOnline,
-    missingTools: async () => {
+    missingTools: async (encrypted = false) => {
       const missing: Missing[] = [];
-      for (const { tool, pkg } of TOOLS) if (!(await which(tool, pathEnv))) missing.push({ what: `the program ${tool}`, pkg });
+      const tools = encrypted ? [...TOOLS, { tool: 'cryptsetup', pkg: 'cryptsetup-bin' }] : TOOLS;
+      for (const { tool, pkg } of tools) if (!(await which(tool, pathEnv))) missing.push({ what: `the program ${tool}`, pkg });
       return missing;
     },
   };
 }
 
-async function preflight(io: GrowIo, deps: GrowDeps): Promise<void> {
+async function preflight(io: GrowIo, deps: GrowDeps, encrypted: boolean): Promise<void> {
   const missing: Missing[] = [];
   if (io.uid() !== 0) missing.push({ what: 'root privileges (the box mount, loop devices and mounts are root\'s)', fix: 'run hbs as root, e.g. with sudo' });
-  missing.push(...(await deps.missingTools()));
+  missing.push(...(await deps.missingTools(encrypted)));
   if (missing.length === 0) return;
   const pkgs = packagesFor(missing);
   throw new PreflightError(`this machine is not ready for hbs grow:\n${describeMissing(missing)}`, missing, pkgs.length ? `apt-get install ${pkgs.join(' ')}` : undefined);
@@ -114,7 +123,7 @@ export async function growCommand(flags: GrowCliFlags, io: GrowIo, deps: GrowDep
   const configPath = resolve(flags.config ?? '/etc/hbs/config.json');
   const cfg = await readConfig(configPath);
   if (!cfg) throw new UsageError(`no config at ${configPath}`, 'run `hbs init` first, or pass --config');
-  await preflight(io, deps);
+  await preflight(io, deps, Boolean(cfg.encryption));
 
   const dryRun = Boolean(flags.dryRun);
   const r = io.reporter;
@@ -122,6 +131,12 @@ export async function growCommand(flags: GrowCliFlags, io: GrowIo, deps: GrowDep
   const runner: Runner = dryRun ? new DryRunRunner(real, (l) => r.line(l)) : real;
   const prompter = io.prompter && !flags.yes ? await io.prompter() : undefined;
   const mp = cfg.filesystem.mountPoint;
+  // Encrypted: the key as `hbs mount` gets it; a conflict between the flags is refused before any probe.
+  const keys = keySource(cfg, { config: configPath, luksKeyFile: flags.luksKeyFile, luksKeyStdin: flags.luksKeyStdin }, {
+    reporter: r,
+    prompter: prompter ? () => Promise.resolve(prompter) : undefined,
+    readStdinBytes: io.readStdinBytes,
+  });
 
   const facts = await gatherFacts(runner, cfg, configPath, deps);
   const decision = decideGrow(facts, cfg, req, { force: Boolean(flags.force) });
@@ -129,43 +144,65 @@ export async function growCommand(flags: GrowCliFlags, io: GrowIo, deps: GrowDep
   const outcome: GrowOutcome = { path: dryRun ? 'dry-run' : 'online', fromBytes: decision.fromBytes, targetBytes: decision.targetBytes, fsBefore: decision.fsBytes };
 
   if (dryRun) r.info('Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n');
+  const inside = decision.fsBytes !== undefined ? formatSize(decision.fsBytes) : `behind the key until ${facts.crypt?.mapper ?? 'the mapping'} is open`;
+  const header = facts.payloadOffset ? `, after a ${formatSize(facts.payloadOffset)} LUKS2 header` : '';
   r.info(
     `Growing ${facts.image}: ${formatSize(decision.fromBytes)} → ${formatSize(decision.targetBytes)} ` +
-      `(ext4 inside: ${formatSize(decision.fsBytes)}, ${decision.mounted ? `mounted at ${mp}` : 'not mounted'}).`,
+      `(ext4 inside: ${inside}${header}, ${decision.mounted ? `mounted at ${mp}` : 'not mounted'}).`,
   );
   if (decision.resume) r.info(`Resuming: ${decision.resume}.`);
+  if (facts.crypt && decision.mounted && !decision.configOnly) {
+    const cost = inodeTableBytes(facts, decision.targetBytes);
+    r.info(
+      `Encrypted and mounted: the kernel's online resize writes the new block groups' inode tables${cost ? ` (about ${formatSize(cost)} here)` : ''}, ` +
+        `and through LUKS every one of those bytes costs space on the box. Unmounted, the grow is offline and leaves them uninitialised (about 1 MiB): \`umount ${mp}; cryptsetup close ${facts.crypt.name}\` (the box stays mounted), then hbs grow, then hbs mount.`,
+    );
+  }
+
+  // Consent first (when certain to be needed), then the key: both before the first change.
+  if (decision.onlineRefusalExpected && !dryRun && !decision.configOnly) await consentToOffline(flags, prompter, mp, NO_CAP, 'nothing was changed');
+  if (decision.keyNeeded) ctx.key = await growKey(ctx, keys);
 
   if (decision.configOnly) {
     outcome.path = dryRun ? 'dry-run' : 'config-only';
   } else if (!decision.mounted) {
-    await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'offline')]);
+    await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'offline', facts.crypt)]);
     if (!dryRun) outcome.path = 'offline';
   } else {
-    if (decision.onlineRefusalExpected && !dryRun) await consentToOffline(flags, prompter, mp, NO_CAP, 'nothing was changed');
     try {
-      await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'online')]);
+      await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'online', facts.crypt)]);
       if (dryRun) explainFallback(r, decision, flags, mp);
-      if (dryRun && decision.onlineRefusalExpected) await runGrowSteps(ctx, fsSteps(decision, 'offline'));
+      if (dryRun && decision.onlineRefusalExpected) await runGrowSteps(ctx, fsSteps(decision, 'offline', facts.crypt));
     } catch (err) {
       if (!(err instanceof OnlineResizeRefused)) throw err;
       r.warn(`${err.message}`);
-      const state = `the image file is already ${formatSize(decision.targetBytes)} (ext4 inside is still ${formatSize(decision.fsBytes)}); re-running the same hbs grow finishes it`;
+      const state = `the image file is already ${formatSize(decision.targetBytes)} (ext4 inside is still ${formatSize(decision.fsBytes ?? 0)}); re-running the same hbs grow finishes it`;
       if (!decision.onlineRefusalExpected) await consentToOffline(flags, prompter, mp, err.message, state);
       r.info(`Taking the offline path: ${mp} is unmounted for the resize and mounted again.`);
       // Look again: the file and the loop device have changed since the first look.
       const now = await gatherFacts(runner, cfg, configPath, deps);
       ctx = { ...ctx, facts: now, decision: decideGrow(now, cfg, req, { force: Boolean(flags.force) }) };
       const started = deps.now().getTime();
-      await runGrowSteps(ctx, fsSteps(ctx.decision, 'offline'));
+      await runGrowSteps(ctx, fsSteps(ctx.decision, 'offline', now.crypt));
       outcome.path = 'offline';
       outcome.offlineMs = deps.now().getTime() - started;
     }
   }
 
-  await runGrowSteps(ctx, FINISH_STEPS);
+  await runGrowSteps(ctx, finishSteps(ctx.decision, ctx.facts.crypt));
   outcome.fsAfter = ctx.state.after;
   summary(ctx, outcome, req);
   return outcome;
+}
+
+/** What the kernel's online resize writes for the new groups' inode tables (it zeroes them); undefined when unknown. */
+export function inodeTableBytes(f: GrowFacts, targetBytes: number): number | undefined {
+  const g = f.fs;
+  if (!g?.inodesPerGroup || !g.inodeSize) return undefined;
+  const groupBytes = g.blocksPerGroup * g.blockSize;
+  const groups = (n: number): number => Math.ceil(n / groupBytes);
+  const added = groups(targetBytes - f.payloadOffset) - groups(fsBytes(g));
+  return added > 0 ? added * g.inodesPerGroup * g.inodeSize : 0;
 }
 
 function explainFallback(r: Reporter, d: GrowDecision, flags: GrowCliFlags, mp: string): void {
@@ -196,7 +233,8 @@ function summary(ctx: GrowContext, o: GrowOutcome, req: SizeRequest): void {
   r.info('');
   r.info(`Grown ${ctx.facts.image} (${req.relative ? `+${formatSize(req.bytes)}` : formatSize(req.bytes)} asked):`);
   r.info(`  image file  ${formatSize(o.fromBytes)} → ${formatSize(o.targetBytes)}`);
-  if (after) r.info(`  ext4        ${formatSize(o.fsBefore)} → ${formatSize(fsBytes(after))} (${after.blockCount} blocks of ${after.blockSize} bytes)`);
+  const before = o.fsBefore ?? (ctx.state.fs ? fsBytes(ctx.state.fs) : undefined);
+  if (after) r.info(`  ext4        ${before !== undefined ? formatSize(before) : '?'} → ${formatSize(fsBytes(after))} (${after.blockCount} blocks of ${after.blockSize} bytes)`);
   r.info(`  how         ${how}`);
   r.info(`Config ${ctx.configPath} records ${formatSize(o.targetBytes)}.`);
 }

@@ -13,27 +13,29 @@ import { describeRequest, targetBytes, type SizeRequest } from './size-request.j
 export function decideGrow(facts: GrowFacts, cfg: Pick<Config, 'image'>, req: SizeRequest, opts: { force: boolean }): GrowDecision {
   const from = facts.file.sizeBytes;
   const recorded = cfg.image.sizeBytes;
-  const fsNow = fsBytes(facts.fs);
+  const fsNow = facts.fs ? fsBytes(facts.fs) : undefined;
   const target = targetBytes(req, recorded);
   const asked = describeRequest(req, target, recorded);
   // The filesystem's own block count decides, not the file size: a grow interrupted after the file
   // was extended leaves a file larger than the filesystem in it. A tail shorter than a block group is
-  // what mke2fs/resize2fs leave off by design, once the config records that size.
-  const fsSpansFile = covers(facts.fs, from, recorded === from);
-  const halfway = `ext4 inside spans only ${formatSize(fsNow)}: an earlier grow stopped halfway`;
+  // what mke2fs/resize2fs leave off by design, once the config records that size. Encrypted, ext4
+  // spans the file minus the LUKS2 header. Behind a closed mapping the block count is read once the
+  // grow has opened it: until then, the config recording the file's size is what tells.
+  const fsSpansFile = facts.fs ? covers(facts.fs, from - facts.payloadOffset, recorded === from) : recorded === from;
+  const halfway = `ext4 inside spans only ${formatSize(fsNow ?? 0)}: an earlier grow stopped halfway`;
   const current = `the image's current size, ${formatSize(from)} (${from} bytes)`;
 
   if (target < from) {
     throw new UsageError(
       `${asked} is smaller than ${current}: hbs grow never shrinks; the image was not touched`,
-      fsSpansFile ? undefined : `${halfway}; \`hbs grow --size ${from}\` finishes it`,
+      fsSpansFile ? undefined : facts.fs ? `${halfway}; \`hbs grow --size ${from}\` finishes it` : `the config records ${formatSize(recorded)}; \`hbs grow --size ${from}\` finishes an earlier grow`,
     );
   }
   const base = { asked, fromBytes: from, fsBytes: fsNow, targetBytes: target, mounted: facts.device !== undefined };
   const onlineRefusalExpected = base.mounted && facts.canResizeOnline === false;
   if (target === from && fsSpansFile) {
     if (recorded === from) throw new UsageError(`${asked} is not larger than ${current}: nothing to grow; the image was not touched`);
-    return { ...base, configOnly: true, onlineRefusalExpected: false, resume: `the image and its filesystem are already ${formatSize(from)}; only the config still records ${formatSize(recorded)}` };
+    return { ...base, configOnly: true, onlineRefusalExpected: false, keyNeeded: false, resume: `the image and its filesystem are already ${formatSize(from)}; only the config still records ${formatSize(recorded)}` };
   }
 
   // A sparse image may fill up to its full size: what it does not occupy yet must fit in the free space.
@@ -51,10 +53,25 @@ export function decideGrow(facts: GrowFacts, cfg: Pick<Config, 'image'>, req: Si
     ...base,
     configOnly: false,
     onlineRefusalExpected,
+    keyNeeded: keyNeeded(facts, target),
     resume: fsSpansFile
       ? undefined
-      : target === from
-        ? `the image file is already ${formatSize(from)}, but ${halfway}; finishing it`
-        : `the image file is ${formatSize(from)}, but ${halfway}; this grow finishes it too`,
+      : !facts.fs
+        ? `the image file is already ${formatSize(from)} but the config records ${formatSize(recorded)}: an earlier grow stopped halfway; ${target === from ? 'finishing it' : 'this grow finishes it too'} (ext4's own size is read once the mapping is open)`
+        : target === from
+          ? `the image file is already ${formatSize(from)}, but ${halfway}; finishing it`
+          : `the image file is ${formatSize(from)}, but ${halfway}; this grow finishes it too`,
   };
+}
+
+/**
+ * Whether the key is needed: to open a closed mapping, or for `cryptsetup resize` of an open one
+ * that is still smaller than the target (unless its volume key sits in the dm table).
+ */
+function keyNeeded(facts: GrowFacts, target: number): boolean {
+  const c = facts.crypt;
+  if (!c) return false;
+  if (!c.open) return true;
+  const mapperDone = c.mapperBytes !== undefined && c.mapperBytes >= target - facts.payloadOffset;
+  return !mapperDone && c.resizeNeedsKey;
 }

@@ -6,6 +6,9 @@ export interface FsGeometry {
   blockCount: number;
   blockSize: number;
   blocksPerGroup: number;
+  /** For what the kernel writes into the inode tables of new groups when it grows online. */
+  inodesPerGroup?: number;
+  inodeSize?: number;
 }
 
 export const fsBytes = (g: FsGeometry): number => g.blockCount * g.blockSize;
@@ -14,7 +17,9 @@ export const fsBytes = (g: FsGeometry): number => g.blockCount * g.blockSize;
 export function parseDumpe2fs(text: string): FsGeometry | undefined {
   const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)\\s*$`, 'm').exec(text)?.[1] ?? NaN);
   const g = { blockCount: field('Block count'), blockSize: field('Block size'), blocksPerGroup: field('Blocks per group') };
-  return Object.values(g).every((n) => Number.isSafeInteger(n) && n > 0) ? g : undefined;
+  if (!Object.values(g).every((n) => Number.isSafeInteger(n) && n > 0)) return undefined;
+  const [inodesPerGroup, inodeSize] = [field('Inodes per group'), field('Inode size')];
+  return Number.isSafeInteger(inodesPerGroup) && Number.isSafeInteger(inodeSize) ? { ...g, inodesPerGroup, inodeSize } : g;
 }
 
 /** The filesystem's size as its superblock records it (on a mounted device or an image file). Read-only. */

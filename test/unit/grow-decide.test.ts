@@ -13,6 +13,7 @@ function facts(over: { file?: number; allocated?: number | null; fsBlocks?: numb
     file: { sizeBytes: over.file ?? GiB, allocatedBytes: over.allocated === null ? undefined : (over.allocated ?? 5 * MiB) },
     fs: { blockCount: over.fsBlocks ?? GiB / 4096, blockSize: 4096, blocksPerGroup: 32768 },
     device: over.device,
+    payloadOffset: 0,
     box: { totalBytes: over.total ?? 1000 * GiB, freeBytes: over.free ?? 100 * GiB },
     canResizeOnline: over.device ? (over.cap ?? true) : undefined,
   };
@@ -112,5 +113,41 @@ describe('decideGrow', () => {
     const f = facts({ file: 20 * GiB, fsBlocks: (20 * GiB) / 4096, allocated: null, free: 60 * GiB });
     expect(decide(f, '80G', 20 * GiB).targetBytes).toBe(80 * GiB);
     expect(refusal(() => decide(f, '81G', 20 * GiB)).message).toContain('could not be measured');
+  });
+});
+
+describe('decideGrow, encrypted (LUKS2)', () => {
+  const OFFSET = 16 * MiB;
+  const luks = (over: { file?: number; fsBlocks?: number | null; open?: boolean; mapper?: number; keyring?: boolean; device?: string }): GrowFacts => {
+    const file = over.file ?? GiB;
+    const open = over.open ?? over.device !== undefined;
+    const f = facts({ file, device: over.device });
+    return {
+      ...f,
+      payloadOffset: OFFSET,
+      fs: over.fsBlocks === null || !open ? undefined : { blockCount: over.fsBlocks ?? (file - OFFSET) / 4096, blockSize: 4096, blocksPerGroup: 32768 },
+      crypt: { name: 'hbs-x', mapper: '/dev/mapper/hbs-x', open, mapperBytes: open ? (over.mapper ?? file - OFFSET) : undefined, resizeNeedsKey: over.keyring ?? true },
+    };
+  };
+
+  it('ext4 spanning the file minus the header is whole: not a grow that stopped halfway', () => {
+    const d = decide(luks({ device: '/dev/mapper/hbs-x' }), '3G');
+    expect(d.resume).toBeUndefined();
+    expect(d.fsBytes).toBe(GiB - OFFSET);
+    expect(refusal(() => decide(luks({ device: '/dev/mapper/hbs-x' }), '1G')).message).toContain('not larger than');
+  });
+
+  it('a closed mapping: the key is needed to open it; ext4 is unknown until then, and the config tells whether a grow stopped halfway', () => {
+    expect(decide(luks({}), '3G')).toMatchObject({ keyNeeded: true, fsBytes: undefined, resume: undefined, configOnly: false });
+    const halfway = decide(luks({ file: 3 * GiB }), '+2G');
+    expect(halfway.resume).toMatch(/config records 1 GiB: an earlier grow stopped halfway; finishing it \(ext4's own size is read once the mapping is open\)/);
+    expect(refusal(() => decide(luks({ file: 3 * GiB }), '3G', 3 * GiB)).message).toContain('not larger than');
+  });
+
+  it('an open mapping needs the key only while it is smaller than the target and its volume key is in the keyring', () => {
+    expect(decide(luks({ device: '/dev/mapper/hbs-x' }), '3G').keyNeeded).toBe(true);
+    expect(decide(luks({ device: '/dev/mapper/hbs-x', keyring: false }), '3G').keyNeeded).toBe(false);
+    // The mapping was resized already (an earlier run stopped before resize2fs).
+    expect(decide(luks({ device: '/dev/mapper/hbs-x', file: 3 * GiB, mapper: 3 * GiB - OFFSET, fsBlocks: (GiB - OFFSET) / 4096 }), '3G').keyNeeded).toBe(false);
   });
 });

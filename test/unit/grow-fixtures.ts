@@ -65,7 +65,7 @@ export interface MachineState {
 }
 
 const dumpe2fs = (blocks: number): string =>
-  `Filesystem volume name:   hbs-backup\nBlock count:              ${blocks}\nBlock size:               4096\nBlocks per group:         32768\n`;
+  `Filesystem volume name:   hbs-backup\nBlock count:              ${blocks}\nBlock size:               4096\nBlocks per group:         32768\nInodes per group:         8192\nInode size:               256\n`;
 
 export const statImage = (sb: GrowSandbox, size: number): Expectation => ({ argv: ['stat', '--format=%s %b %B', sb.image], write: false, stdout: `${size} ${Math.ceil(size / 512)} 512\n` });
 
@@ -163,4 +163,94 @@ export class ProgressReporter extends MemoryReporter {
   progress(text: string): void {
     this.progressed.push(text);
   }
+}
+
+// --- encrypted (LUKS2) images ---------------------------------------------------------------------
+
+export const NAME = 'hbs-filesystem';
+export const MAPPER = `/dev/mapper/${NAME}`;
+export const CRYPT_LOOP = '/dev/loop5';
+/** cryptsetup's LUKS2 data offset for a file: 16 MiB of header before the ext4. */
+export const OFFSET = 16 * 2 ** 20;
+
+/** An encrypted config: the mapping's name, and noinit_itable as init records it. */
+export async function makeLuksSandbox(recordedBytes = GiB): Promise<GrowSandbox> {
+  const sb = await makeGrowSandbox(recordedBytes);
+  sb.cfg = {
+    ...sb.cfg,
+    filesystem: { ...sb.cfg.filesystem, mountOptions: ['noatime', 'noinit_itable'] },
+    encryption: { type: 'luks2', mapperName: NAME, keys: ['passphrase'], headerBackup: join(sb.root, 'etc', `${NAME}.luks-header`), unattendedKeyFile: null },
+  };
+  await writeFile(sb.config, JSON.stringify(sb.cfg, null, 2) + '\n', { mode: 0o600 });
+  return sb;
+}
+
+export interface LuksState {
+  fileBytes: number;
+  allocatedBytes?: number;
+  /** ext4's block count inside the mapping (read only when the mapping is open). */
+  fsBlocks: number;
+  mounted: boolean;
+  /** The mapping is open (always when mounted). */
+  open?: boolean;
+  /** The open mapping's size; defaults to the file minus the header. */
+  mapperBytes?: number;
+  keyLocation?: 'keyring' | 'dm-crypt';
+}
+
+export const cryptStatus = (sb: GrowSandbox, open: boolean, keyLocation = 'keyring', mapperBytes = 0): Expectation => ({
+  argv: ['cryptsetup', 'status', NAME],
+  write: false,
+  ...(open
+    ? {
+        stdout:
+          `${MAPPER} is active and is in use.\n  type:    LUKS2\n  cipher:  aes-xts-plain64\n  keysize: 512 bits\n  key location: ${keyLocation}\n` +
+          `  device:  ${CRYPT_LOOP}\n  loop:    ${sb.image}\n  sector size:  4096\n  offset:  32768 sectors\n  size:    ${mapperBytes / 512} sectors\n  mode:    read/write\n`,
+      }
+    : { exitCode: 4 }),
+});
+
+export const findmntMapper = (sb: GrowSandbox, mounted: boolean): Expectation => {
+  const argv = ['findmnt', '--json', '--mountpoint', sb.mountPoint, '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'];
+  return mounted
+    ? { argv, write: false, stdout: JSON.stringify({ filesystems: [{ target: sb.mountPoint, source: MAPPER, fstype: 'ext4', options: 'rw,noatime' }] }) }
+    : { argv, write: false, exitCode: 1 };
+};
+
+export const luksDump = (sb: GrowSandbox): Expectation => ({
+  argv: ['cryptsetup', 'luksDump', '--dump-json-metadata', sb.image],
+  write: false,
+  stdout: JSON.stringify({
+    keyslots: { '0': { type: 'luks2' } },
+    segments: { '0': { type: 'crypt', offset: String(OFFSET), size: 'dynamic', iv_tweak: '0', encryption: 'aes-xts-plain64', sector_size: 4096 } },
+  }),
+});
+
+export const mapperSize = (bytes: number): Expectation => ({ argv: ['blockdev', '--getsize64', MAPPER], write: false, stdout: `${bytes}\n` });
+
+/** Every read-only probe `gatherFacts` runs for an encrypted image, in order. */
+export function luksProbes(sb: GrowSandbox, m: LuksState): Expectation[] {
+  const open = m.mounted || Boolean(m.open);
+  const mapperBytes = m.mapperBytes ?? m.fileBytes - OFFSET;
+  const loc = m.keyLocation ?? 'keyring';
+  return [
+    {
+      argv: ['findmnt', '--json', '--mountpoint', sb.boxMount, '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'],
+      write: false,
+      stdout: JSON.stringify({ filesystems: [{ target: sb.boxMount, source: SSHFS_SOURCE, fstype: 'fuse.sshfs', options: 'rw' }] }),
+    },
+    { argv: ['stat', '--file-system', '--format=%S %b %a', sb.boxMount], write: false, stdout: `4096 ${(1000 * GiB) / 4096} ${(100 * GiB) / 4096}\n` },
+    statImage(sb, m.fileBytes),
+    { argv: ['blkid', '--probe', '--output', 'export', sb.image], write: false, stdout: `DEVNAME=${sb.image}\nUUID=0d9a-luks\nTYPE=crypto_LUKS\nVERSION=2\n` },
+    findmntMapper(sb, m.mounted),
+    ...(m.mounted
+      ? [cryptStatus(sb, true, loc, mapperBytes), { argv: ['dd', `if=${MAPPER}`, 'of=/dev/null', 'bs=4096', 'count=1', 'iflag=direct', 'status=none'], write: false }]
+      : []),
+    cryptStatus(sb, open, loc, mapperBytes),
+    ...(open ? [{ argv: ['blkid', '--probe', '--output', 'export', MAPPER], write: false, stdout: `DEVNAME=${MAPPER}\nUUID=${UUID}\nTYPE=ext4\n` }, mapperSize(mapperBytes)] : []),
+    loops(sb, open ? [CRYPT_LOOP] : []),
+    luksDump(sb),
+    ...(open ? [geometry(MAPPER, m.fsBlocks)] : []),
+    remoteDu(m.allocatedBytes),
+  ];
 }
