@@ -136,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
     .description('grow the image and its ext4 filesystem (and its LUKS2 mapping when encrypted), online or offline; never shrinks')
     .option('--size <size>', 'new size: 200G (absolute) or +50G (added to the recorded size); same units as init')
     .option('--force', 'allow a size larger than the space left on the box')
-    .option('--offline', 'if the kernel refuses to grow the mounted filesystem, unmount it, grow it offline and mount it again without asking')
+    .option('--offline', 'if the kernel refuses to grow the mounted filesystem, unmount it, grow it offline and mount it again without asking; encrypted: offline from the start (the online resize would write the new inode tables as ciphertext)')
     .option('--luks-key-file <path>', 'encrypted image: the key for cryptsetup (else the unattended key, else a passphrase prompt)')
     .option('--luks-key-stdin', 'encrypted image: the key is stdin, byte for byte (for a passphrase: printf %s "$PW" | hbs grow --luks-key-stdin ...)')
     .option('-y, --yes', 'never ask (without --offline, a needed offline grow then fails; an encrypted image then needs a key flag or the unattended key)')

@@ -151,11 +151,15 @@ export async function growCommand(flags: GrowCliFlags, io: GrowIo, deps: GrowDep
       `(ext4 inside: ${inside}${header}, ${decision.mounted ? `mounted at ${mp}` : 'not mounted'}).`,
   );
   if (decision.resume) r.info(`Resuming: ${decision.resume}.`);
+  // Encrypted and mounted, --offline means offline from the start (see fsSteps).
+  const offlineFirst = Boolean(facts.crypt && decision.mounted && !decision.configOnly && flags.offline);
   if (facts.crypt && decision.mounted && !decision.configOnly) {
     const cost = inodeTableBytes(facts, decision.targetBytes);
+    const what = `the kernel's online resize writes the new block groups' inode tables${cost ? ` (about ${formatSize(cost)} here)` : ''}, and through LUKS every one of those bytes costs space on the box`;
     r.info(
-      `Encrypted and mounted: the kernel's online resize writes the new block groups' inode tables${cost ? ` (about ${formatSize(cost)} here)` : ''}, ` +
-        `and through LUKS every one of those bytes costs space on the box. Unmounted, the grow is offline and leaves them uninitialised (about 1 MiB): \`umount ${mp}; cryptsetup close ${facts.crypt.name}\` (the box stays mounted), then hbs grow, then hbs mount.`,
+      offlineFirst
+        ? `Encrypted: growing offline (--offline): ${mp} is unmounted for the resize, which leaves the new inode tables uninitialised; online, ${what}.`
+        : `Encrypted and mounted: ${what}. With --offline hbs unmounts ${mp} for the resize instead, which costs about 1 MiB.`,
     );
   }
 
@@ -170,9 +174,16 @@ export async function growCommand(flags: GrowCliFlags, io: GrowIo, deps: GrowDep
     if (!dryRun) outcome.path = 'offline';
   } else {
     try {
-      await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'online', facts.crypt)]);
-      if (dryRun) explainFallback(r, decision, flags, mp);
-      if (dryRun && decision.onlineRefusalExpected) await runGrowSteps(ctx, fsSteps(decision, 'offline', facts.crypt));
+      if (offlineFirst) {
+        const started = deps.now().getTime();
+        await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'offline-first', facts.crypt)]);
+        if (!dryRun) {
+          outcome.path = 'offline';
+          outcome.offlineMs = deps.now().getTime() - started;
+        }
+      } else await runGrowSteps(ctx, [growFileStep, ...fsSteps(decision, 'online', facts.crypt)]);
+      if (dryRun && !offlineFirst) explainFallback(r, decision, flags, mp);
+      if (dryRun && !offlineFirst && decision.onlineRefusalExpected) await runGrowSteps(ctx, fsSteps(decision, 'offline', facts.crypt));
     } catch (err) {
       if (!(err instanceof OnlineResizeRefused)) throw err;
       r.warn(`${err.message}`);

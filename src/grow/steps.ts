@@ -395,12 +395,16 @@ export const configStep: Step<GrowContext> = {
  * one found open is refreshed and resized like a mounted one. The mounted offline path only comes
  * after the online attempt, which has already brought loop device and mapping to the new size.
  */
-export function fsSteps(d: Pick<GrowDecision, 'mounted'>, path: 'online' | 'offline', crypt?: Pick<CryptFacts, 'open'>): Step<GrowContext>[] {
+export function fsSteps(d: Pick<GrowDecision, 'mounted'>, path: 'online' | 'offline' | 'offline-first', crypt?: Pick<CryptFacts, 'open'>): Step<GrowContext>[] {
+  // Encrypted and mounted, offline by choice: unmount first, then the mapping grows and ext4 with
+  // it offline, where resize2fs leaves the new inode tables uninitialised (online, the kernel writes
+  // them: ciphertext the box counts in full).
+  if (path === 'offline-first' && d.mounted && crypt) return [unmountStep, refreshLoopStep, cryptResizeStep, fsckStep, offlineResizeStep, remountStep];
   if (!d.mounted) {
     if (!crypt) return [fsckStep, offlineResizeStep];
     return crypt.open ? [refreshLoopStep, cryptResizeStep, fsckStep, offlineResizeStep] : [openCryptStep, fsckStep, offlineResizeStep];
   }
-  if (path === 'online') return crypt ? [refreshLoopStep, cryptResizeStep, onlineResizeStep] : [refreshLoopStep, onlineResizeStep];
+  if (path !== 'offline') return crypt ? [refreshLoopStep, cryptResizeStep, onlineResizeStep] : [refreshLoopStep, onlineResizeStep];
   return [unmountStep, fsckStep, offlineResizeStep, remountStep];
 }
 

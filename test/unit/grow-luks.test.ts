@@ -178,7 +178,7 @@ describe('hbs grow, encrypted and mounted: online', () => {
     expect(cfg.encryption?.mapperName).toBe(NAME);
   });
 
-  it('falls back offline on EPERM with --offline: unmount, e2fsck and resize2fs on the open mapping, mount it with noinit_itable; no second key', async () => {
+  it('falls back offline on an EPERM the person agrees to: unmount, e2fsck and resize2fs on the open mapping, mount it with noinit_itable; no second key', async () => {
     const run = setup([
       ...luksProbes(sb, mounted1G),
       testKey(),
@@ -197,11 +197,48 @@ describe('hbs grow, encrypted and mounted: online', () => {
       ...remount(),
       ...verify(true),
     ]);
+    const asked: string[] = [];
+    const prompter = { confirm: (q: { message: string }) => (asked.push(q.message), Promise.resolve(true)) } as unknown as Prompter;
+    const out = await grow(run, { size: '3G', luksKeyStdin: true }, { prompter });
+    run.runner.assertDone();
+    expect(out.path).toBe('offline');
+    expect(asked).toHaveLength(1);
+    expect(run.stdinReads).toBe(1);
+    expect(writes(run.runner)).not.toContain(`cryptsetup close ${NAME}`);
+    assertNoLeak(run);
+    expect(await recordedSize(sb)).toBe(3 * GiB);
+  });
+
+  it('with --offline goes offline from the start: unmount, then loop → cryptsetup resize → e2fsck → resize2fs on the open mapping → mount; never the online resize', async () => {
+    const run = setup([
+      ...luksProbes(sb, mounted1G),
+      testKey(),
+      recheck(),
+      truncate(),
+      umount(),
+      loopSize(GiB),
+      setCapacity,
+      mapperSize(GiB - OFFSET),
+      cryptResize,
+      e2fsck,
+      resizeOffline,
+      ...remount(),
+      ...verify(true),
+    ]);
     const out = await grow(run, { size: '3G', offline: true, luksKeyStdin: true });
     run.runner.assertDone();
     expect(out.path).toBe('offline');
-    expect(run.stdinReads).toBe(1);
-    expect(writes(run.runner)).not.toContain(`cryptsetup close ${NAME}`);
+    expect(out.offlineMs).toBeGreaterThanOrEqual(0);
+    expect(writes(run.runner)).toEqual([
+      `truncate --size=>${3 * GiB} ${sb.image}`,
+      `umount ${sb.mountPoint}`,
+      `losetup --set-capacity ${CRYPT_LOOP}`,
+      `cryptsetup resize --key-file - ${NAME}`,
+      `e2fsck -f -p -C 1 ${MAPPER}`,
+      `resize2fs ${MAPPER}`,
+      `mount -t ext4 -o noatime,noinit_itable ${MAPPER} ${sb.mountPoint}`,
+    ]);
+    expect(text(run.reporter)).toContain('growing offline (--offline)');
     assertNoLeak(run);
     expect(await recordedSize(sb)).toBe(3 * GiB);
   });

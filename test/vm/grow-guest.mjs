@@ -154,6 +154,18 @@ try {
   await new Promise((r) => setTimeout(r, Number(process.env.IDLE_MS ?? 15_000)));
   out('alloc.afterOfflineIdle', allocated());
   out('enc.recorded.afterOffline', JSON.parse(readFileSync(enc.config, 'utf8')).image.sizeBytes);
+
+  // Mounted, --offline: unmounted for the resize from the start (never the online resize, which
+  // would write the new inode tables as ciphertext), mounted again.
+  out('alloc.beforeOfflineFirst', allocated());
+  const ff = must('enc.growOfflineFirst', hbs(growArgs('300G', '--offline', '--luks-key-stdin'), PASS));
+  out('offlineFirst.unmountedFor', /unmounted for \d+\.\d s/.test(ff.stdout));
+  out('offlineFirst.leak', ff.stdout.includes(PASS) || ff.stderr.includes(PASS));
+  out('alloc.afterOfflineFirst', allocated());
+  out('enc.fsSize.afterOfflineFirst', fsSize(enc.mountPoint));
+  out('enc.mountOpts.afterOfflineFirst', sh('findmnt', ['-n', '-o', 'OPTIONS', enc.mountPoint]).trim());
+  out('enc.data.afterOfflineFirst', readFileSync(join(enc.mountPoint, 'd/f'), 'utf8').trim());
+  out('enc.recorded.afterOfflineFirst', JSON.parse(readFileSync(enc.config, 'utf8')).image.sizeBytes);
   must('enc.umount2', hbs(['umount', ...common]));
 
   // e2fsck -fn on the mapping, opened by hand.

@@ -88,6 +88,15 @@ describe('hbs grow on real dm-crypt with CAP_SYS_RESOURCE (VM)', () => {
     // Offline, resize2fs leaves them to lazy init, which noinit_itable keeps from running.
     expect(offline).toBeLessThan(16 * MiB);
     expect(idle).toBeLessThan(4 * MiB);
+    // Mounted, --offline 200 → 300 GiB: unmounted for the resize, mounted again, almost nothing written.
+    console.log(`[vm] mounted, --offline 200 → 300 GiB: +${a('afterOfflineFirst') - a('beforeOfflineFirst')} bytes on the box, ${f['enc.growOfflineFirst.ms']} ms`);
+    expect(f['offlineFirst.unmountedFor']).toBe('true');
+    expect(f['offlineFirst.leak']).toBe('false');
+    expect(Number(f['enc.fsSize.afterOfflineFirst']) - Number(f['enc.fsSize.afterOffline'])).toBeGreaterThan(95 * GiB);
+    expect(f['enc.mountOpts.afterOfflineFirst']).toContain('noinit_itable');
+    expect(f['enc.data.afterOfflineFirst']).toBe('hello luks grow');
+    expect(Number(f['enc.recorded.afterOfflineFirst'])).toBe(300 * GiB);
+    expect(a('afterOfflineFirst') - a('beforeOfflineFirst')).toBeLessThan(16 * MiB);
 
     expect(f['leftover.loops']).toBe('');
     expect(f['leftover.mappers']).toBe('');
