@@ -34,7 +34,16 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
         ]
       : []),
     '',
-    r.healthy ? c.green('healthy') : c.red('NOT healthy') + (r.filesystem.state === 'broken' || r.box.state === 'broken' ? ' — `hbs mount` repairs a broken stack' : r.filesystem.state === 'down' ? ' — `hbs mount` brings it up' : ''),
+    r.healthy ? c.green('healthy') : c.red('NOT healthy') + nextStep(r),
   ];
   return lines.join('\n');
+}
+
+/** What to run about an unhealthy stack, when hbs can do it. */
+function nextStep(r: StatusReport): string {
+  if (r.filesystem.state === 'broken' || r.box.state === 'broken') return ' — `hbs mount` repairs a broken stack';
+  if (r.filesystem.state === 'down') return ' — `hbs mount` brings it up';
+  // Up, but brought up by fstab/crypttab at boot: no lock on the box yet (and buffered loop I/O).
+  if (r.filesystem.state === 'up' && r.lock.state === 'free') return ' — `hbs mount` takes the lock (a stack that came up at boot has none)';
+  return '';
 }

@@ -366,6 +366,13 @@ describe('renderStatus', () => {
     );
   });
 
+  it('a stack up without a lock (fstab at boot) says that `hbs mount` takes it', () => {
+    const r = healthy();
+    r.healthy = false;
+    r.lock = { state: 'free', hostname: null, machineId: null, pid: null, time: null };
+    expect(renderStatus(r, false).split('\n').at(-1)).toBe('NOT healthy — `hbs mount` takes the lock (a stack that came up at boot has none)');
+  });
+
   it('a loop device without direct I/O (fstab at boot) is pointed out, with what switches it on', () => {
     const r = healthy();
     r.filesystem.loopDirectIo = false;
