@@ -1,0 +1,44 @@
+// Helpers for the scenarios that run INSIDE the test VM (*-guest.mjs): the built CLI, a way to run
+// it and other programs with their exit code, output and duration, and the `name=value` lines the
+// host-side test (*.vmtest.ts, through scenario.ts) reads back.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repo = resolve(fileURLToPath(import.meta.url), '../../..');
+export const HBS = join(repo, 'bin/hbs');
+/** hbs's environment in the guest: no colours, and a cheap PBKDF (emulation makes the real one take minutes). */
+export const env = { ...process.env, NO_COLOR: '1', HBS_TEST_CHEAP_PBKDF: '1' };
+
+/** Loads a module of the built project (dist/…), e.g. the stand-in box. */
+export const dist = (path) => import(join(repo, 'dist', path));
+
+/** One `name=value` line for the host; values that are not strings go as JSON. */
+export const out = (k, v) => console.log(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+/** Runs a program; its stdout, or an exception on a non-zero exit. */
+export const sh = (file, args, opts = {}) => execFileSync(file, args, { encoding: 'utf8', ...opts });
+
+/** Runs a program; exit code, output and how long it took, never an exception. */
+export function run(file, args, opts = {}) {
+  const t = Date.now();
+  const r = spawnSync(file, args, { encoding: 'utf8', timeout: 300_000, ...opts });
+  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms: Date.now() - t };
+}
+
+/** Runs the built hbs with `input` on stdin. */
+export const hbs = (args, input = '', extraEnv = {}, timeout = 300_000) => run(HBS, args, { input, env: { ...env, ...extraEnv }, timeout });
+
+/** Reports `name.exit` and `name.ms`; a non-zero exit prints the output and stops the scenario. */
+export function must(name, r) {
+  out(`${name}.exit`, r.code);
+  out(`${name}.ms`, r.ms);
+  if (r.code !== 0) {
+    console.log(r.stdout);
+    console.error(r.stderr);
+    throw new Error(`${name} failed (exit ${r.code})`);
+  }
+  return r;
+}
+
+/** The VM has no NIC and its loopback starts down: the stand-in box's sshd on 127.0.0.1 needs it up. */
+export const loopbackUp = () => spawnSync('ip', ['link', 'set', 'lo', 'up']);
