@@ -1,11 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EXIT, HbsError, PreflightError, UsageError } from '../../src/core/errors.js';
-import { RecordingRunner, type Expectation } from '../../src/core/recording-runner.js';
+import { EXIT, PreflightError, UsageError } from '../../src/core/errors.js';
+import type { Expectation } from '../../src/core/recording-runner.js';
 import { directIoOn } from './canned.js';
-import { growCommand, type GrowCliFlags } from '../../src/commands/grow.js';
-import type { Prompter } from '../../src/init/prompter.js';
-import type { MemoryReporter } from '../../src/ui/reporter.js';
+import type { GrowCliFlags } from '../../src/commands/grow.js';
 import {
   answering,
   backFile,
@@ -14,13 +12,19 @@ import {
   geometry,
   GiB,
   loops,
-  makeDeps,
   makeGrowSandbox,
   probes,
-  ProgressReporter,
+  type ProgressReporter,
   recordedSize,
   statImage,
+  type GrowRun,
+  type GrowRunOptions,
   type GrowSandbox,
+  rejection,
+  runGrow,
+  setupRun,
+  text,
+  writes,
   type MachineState,
 } from './grow-fixtures.js';
 
@@ -69,35 +73,9 @@ const offlineAfterRefusal = (): Expectation[] => [
   ...remount(),
 ];
 
-interface Run {
-  runner: RecordingRunner;
-  reporter: MemoryReporter;
-}
-
-function setup(expect_: Expectation[], dryRun = false): Run {
-  return { runner: new RecordingRunner(expect_, dryRun), reporter: new ProgressReporter() };
-}
-
-async function grow(run: Run, flags: GrowCliFlags, opts: { prompter?: Prompter; cap?: boolean; uid?: number } = {}) {
-  return growCommand(
-    { config: sb.config, yes: opts.prompter === undefined, ...flags },
-    { reporter: run.reporter, runner: run.runner, uid: () => opts.uid ?? 0, prompter: opts.prompter ? () => Promise.resolve(opts.prompter as Prompter) : undefined },
-    makeDeps({ canResizeOnline: () => Promise.resolve(opts.cap ?? true) }),
-  );
-}
-
-async function rejection(p: Promise<unknown>): Promise<HbsError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(HbsError);
-    return err as HbsError;
-  }
-  throw new Error('expected a rejection');
-}
-
-const writes = (r: RecordingRunner): string[] => r.calls.filter((c) => c.write !== false).map((c) => c.argv.join(' '));
-const text = (r: MemoryReporter): string => r.lines.join('\n');
+type Run = GrowRun;
+const setup = setupRun;
+const grow = (run: Run, flags: GrowCliFlags, o: GrowRunOptions = {}): ReturnType<typeof runGrow> => runGrow(sb, run, flags, o);
 const mounted1G = { fileBytes: GiB, fsBlocks: B1G, mounted: true, allocatedBytes: 5 * 2 ** 20 };
 
 describe('hbs grow: a mounted filesystem', () => {

@@ -6,7 +6,10 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Expectation } from '../../src/core/recording-runner.js';
+import { expect } from 'vitest';
+import { HbsError } from '../../src/core/errors.js';
+import { RecordingRunner, type Expectation } from '../../src/core/recording-runner.js';
+import { growCommand, type GrowCliFlags } from '../../src/commands/grow.js';
 import type { Config } from '../../src/lib/config.js';
 import type { GrowDeps } from '../../src/grow/context.js';
 import type { Prompter } from '../../src/init/prompter.js';
@@ -254,3 +257,56 @@ export function luksProbes(sb: GrowSandbox, m: LuksState): Expectation[] {
     remoteDu(m.allocatedBytes),
   ];
 }
+
+/** One `hbs grow` run: the recording runner, what was shown, how often --luks-key-stdin read stdin. */
+export interface GrowRun {
+  runner: RecordingRunner;
+  reporter: MemoryReporter;
+  stdinReads: number;
+}
+
+export function setupRun(expectations: Expectation[], dryRun = false): GrowRun {
+  return { runner: new RecordingRunner(expectations, dryRun), reporter: new ProgressReporter(), stdinReads: 0 };
+}
+
+export interface GrowRunOptions {
+  /** A terminal to ask in; without one the run is as with --yes. */
+  prompter?: Prompter;
+  /** Whether the kernel would allow an online resize (CAP_SYS_RESOURCE). */
+  cap?: boolean;
+  uid?: number;
+  /** What --luks-key-stdin reads. */
+  stdin?: string;
+}
+
+/** growCommand on the sandbox's config, as the CLI calls it. */
+export function runGrow(sb: GrowSandbox, run: GrowRun, flags: GrowCliFlags, o: GrowRunOptions = {}): ReturnType<typeof growCommand> {
+  return growCommand(
+    { config: sb.config, yes: o.prompter === undefined, ...flags },
+    {
+      reporter: run.reporter,
+      runner: run.runner,
+      uid: () => o.uid ?? 0,
+      prompter: o.prompter ? () => Promise.resolve(o.prompter as Prompter) : undefined,
+      readStdinBytes: () => {
+        run.stdinReads++;
+        return Promise.resolve(Buffer.from(o.stdin ?? ''));
+      },
+    },
+    makeDeps({ canResizeOnline: () => Promise.resolve(o.cap ?? true) }),
+  );
+}
+
+export async function rejection(p: Promise<unknown>): Promise<HbsError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(HbsError);
+    return err as HbsError;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** The commands that changed something, as command lines. */
+export const writes = (r: RecordingRunner): string[] => r.calls.filter((c) => c.write !== false).map((c) => c.argv.join(' '));
+export const text = (r: MemoryReporter): string => r.lines.join('\n');

@@ -1,14 +1,13 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EXIT, HbsError } from '../../src/core/errors.js';
-import { RecordingRunner, type Expectation } from '../../src/core/recording-runner.js';
+import { EXIT } from '../../src/core/errors.js';
+import type { Expectation } from '../../src/core/recording-runner.js';
 import { formatCmd } from '../../src/core/runner.js';
-import { growCommand, type GrowCliFlags } from '../../src/commands/grow.js';
+import type { GrowCliFlags } from '../../src/commands/grow.js';
 import type { Prompter } from '../../src/init/prompter.js';
 import type { Config } from '../../src/lib/config.js';
 import { WrongKeyError } from '../../src/lib/luks.js';
-import type { MemoryReporter } from '../../src/ui/reporter.js';
 import { directIoOn } from './canned.js';
 import {
   CRYPT_LOOP,
@@ -17,16 +16,21 @@ import {
   geometry,
   GiB,
   luksProbes,
-  makeDeps,
   makeLuksSandbox,
   MAPPER,
   mapperSize,
   NAME,
   OFFSET,
-  ProgressReporter,
   recordedSize,
   statImage,
+  type GrowRun,
+  type GrowRunOptions,
   type GrowSandbox,
+  rejection,
+  runGrow,
+  setupRun,
+  text,
+  writes,
   type LuksState,
 } from './grow-fixtures.js';
 
@@ -84,52 +88,10 @@ const verify = (mounted: boolean, size = 3 * GiB): Expectation[] => [
 const mounted1G: LuksState = { fileBytes: GiB, fsBlocks: blocks(GiB), mounted: true, allocatedBytes: 22 * 2 ** 20 };
 const closed1G: LuksState = { ...mounted1G, mounted: false };
 
-interface Run {
-  runner: RecordingRunner;
-  reporter: MemoryReporter;
-  stdinReads: number;
-}
-
-function setup(expect_: Expectation[], dryRun = false): Run {
-  return { runner: new RecordingRunner(expect_, dryRun), reporter: new ProgressReporter(), stdinReads: 0 };
-}
-
-interface Opts {
-  prompter?: Prompter;
-  cap?: boolean;
-  /** What --luks-key-stdin reads. */
-  stdin?: string;
-}
-
-async function grow(run: Run, flags: GrowCliFlags, o: Opts = {}) {
-  return growCommand(
-    { config: sb.config, yes: o.prompter === undefined, ...flags },
-    {
-      reporter: run.reporter,
-      runner: run.runner,
-      uid: () => 0,
-      prompter: o.prompter ? () => Promise.resolve(o.prompter as Prompter) : undefined,
-      readStdinBytes: () => {
-        run.stdinReads++;
-        return Promise.resolve(Buffer.from(o.stdin ?? PASS));
-      },
-    },
-    makeDeps({ canResizeOnline: () => Promise.resolve(o.cap ?? true) }),
-  );
-}
-
-async function rejection(p: Promise<unknown>): Promise<HbsError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(HbsError);
-    return err as HbsError;
-  }
-  throw new Error('expected a rejection');
-}
-
-const writes = (r: RecordingRunner): string[] => r.calls.filter((c) => c.write !== false).map((c) => c.argv.join(' '));
-const text = (r: MemoryReporter): string => r.lines.join('\n');
+type Run = GrowRun;
+const setup = setupRun;
+/** --luks-key-stdin reads the right passphrase unless a test says otherwise. */
+const grow = (run: Run, flags: GrowCliFlags, o: GrowRunOptions = {}): ReturnType<typeof runGrow> => runGrow(sb, run, flags, { stdin: PASS, ...o });
 const recordedConfig = async (): Promise<Config> => JSON.parse(await readFile(sb.config, 'utf8')) as Config;
 
 /** Nothing the runner saw or the person was shown holds the passphrase; where it went on stdin, it is also a secret to redact. */

@@ -3,34 +3,17 @@
 // → stack down by hand and hbs's local state deleted except the passphrase → `hbs init --adopt`
 // with the passphrase on stdin → same LUKS and ext4 UUIDs (no reformat), data intact → umount.
 // The scenario itself is test/vm/adopt-guest.mjs.
-import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeVmResult, runInVm, vmAvailable } from './run-in-vm.js';
+import { describe, expect, it } from 'vitest';
+import { describeVmResult, runInVm } from './run-in-vm.js';
+import { fields, useVmShare } from './scenario.js';
 
-let share = '';
-
-function fields(out: string): Record<string, string> {
-  const f: Record<string, string> = {};
-  for (const line of out.split('\n')) {
-    const m = /^([\w.]+)=(.*)$/.exec(line);
-    if (m) f[m[1]!] = m[2]!;
-  }
-  return f;
-}
 
 describe('hbs init --adopt of an encrypted image on real dm-crypt (VM)', () => {
-  beforeAll(async () => {
-    const check = await vmAvailable();
-    if (!check.ok) throw new Error(`cannot start a VM here:\n${check.message}`);
-    share = await mkdtemp('/var/tmp/hbs-vm-adopt-');
-  });
-  afterAll(async () => {
-    if (share) await rm(share, { recursive: true, force: true });
-  });
+  const share = useVmShare('hbs-vm-adopt-');
 
   it('encrypted init → reinstall (config, keys, fstab gone) → init --adopt with the passphrase: same UUIDs, data intact', async () => {
-    const r = await runInVm(['node', 'test/vm/adopt-guest.mjs', join(share, 'state')], { share, timeoutMs: 600_000 });
+    const r = await runInVm(['node', 'test/vm/adopt-guest.mjs', join(share(), 'state')], { share: share(), timeoutMs: 600_000 });
     console.log(`[vm] adopt scenario: ${r.totalMs} ms`);
     expect(r.exitCode, describeVmResult(r)).toBe(0);
     const f = fields(r.stdout);

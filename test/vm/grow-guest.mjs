@@ -8,41 +8,22 @@
 //              mount → data → idle → umount → e2fsck -fn on the mapping; bytes on the box measured
 //              around each grow. (Online, the kernel writes 16 MiB of inode tables per GiB added,
 //              as ciphertext through sshfs: 100 GiB online would take far too long under emulation.)
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { dist, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
 
-const repo = resolve(fileURLToPath(import.meta.url), '../../..');
-const { startBox } = await import(join(repo, 'dist/testing/stand-in-box.js'));
-const HBS = join(repo, 'bin/hbs');
+const { startBox } = await dist('testing/stand-in-box.js');
 const scratch = process.argv[2] ?? '/tmp/hbs-grow';
 const PASS = 'vm grow passphrase';
-const env = { ...process.env, NO_COLOR: '1', HBS_TEST_CHEAP_PBKDF: '1' };
-const out = (k, v) => console.log(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-const sh = (file, args, opts = {}) => execFileSync(file, args, { encoding: 'utf8', ...opts });
-function hbs(args, input = '', extraEnv = {}) {
-  const t = Date.now();
-  const r = spawnSync(HBS, args, { input, env: { ...env, ...extraEnv }, encoding: 'utf8', timeout: 900_000 });
-  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms: Date.now() - t };
-}
-function must(name, r) {
-  out(`${name}.exit`, r.code);
-  out(`${name}.ms`, r.ms);
-  if (r.code !== 0) {
-    console.log(r.stdout);
-    console.error(r.stderr);
-    throw new Error(`${name} failed (exit ${r.code})`);
-  }
-  return r;
-}
+// A generous limit: an online grow through sshfs under emulation is slow.
+const hbs = (args, input = '', extraEnv = {}) => guestHbs(args, input, extraEnv, 900_000);
 const firstLine = (s) => s.trim().split('\n')[0] ?? '';
 const fsSize = (mp) => Number(sh('df', ['--block-size=1', '--output=size', mp]).trim().split('\n')[1]);
 const fileSize = (f) => Number(sh('stat', ['-c', '%s', f]).trim());
 
 mkdirSync(scratch, { recursive: true });
-// The VM has no NIC, and its loopback starts down: sshd on 127.0.0.1 needs it up.
-spawnSync('ip', ['link', 'set', 'lo', 'up']);
+loopbackUp();
 const box = await startBox();
 // The box's files live in RAM here: a tmpfs of its own, large enough for what an online grow
 // writes through LUKS (the root overlay's tmpfs would be capped at half the guest's memory).

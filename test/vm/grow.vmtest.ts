@@ -4,26 +4,15 @@
 // HBS_TEST_CHEAP_PBKDF=1): init 99 GiB → no key refused at once → wrong key refused → online grow
 // to 100 GiB with the key on stdin → offline grow 100 → 200 GiB (mapping closed) → mount → e2fsck
 // -fn clean; bytes allocated on the box measured around each grow. The scenario is grow-guest.mjs.
-import { beforeAll, describe, expect, it } from 'vitest';
-import { describeVmResult, runInVm, vmAvailable } from './run-in-vm.js';
+import { describe, expect, it } from 'vitest';
+import { describeVmResult, runInVm } from './run-in-vm.js';
+import { fields, requireVm } from './scenario.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
-function fields(out: string): Record<string, string> {
-  const f: Record<string, string> = {};
-  for (const line of out.split('\n')) {
-    const m = /^([\w.]+)=(.*)$/.exec(line);
-    if (m) f[m[1]!] = m[2]!;
-  }
-  return f;
-}
-
 describe('hbs grow on real dm-crypt with CAP_SYS_RESOURCE (VM)', () => {
-  beforeAll(async () => {
-    const check = await vmAvailable();
-    if (!check.ok) throw new Error(`cannot start a VM here:\n${check.message}`);
-  });
+  requireVm();
 
   it('plain online grow; encrypted: no key / wrong key refused, online 99 → 100 GiB, offline 100 → 200 GiB, data intact, e2fsck clean', async () => {
     // The box's files are in a tmpfs in the guest.

@@ -1,37 +1,18 @@
 // Runs INSIDE the test VM (as root, real dm-crypt), driven by luks.vmtest.ts: the built bin/hbs
 // against a stand-in box (sshd) started here. Prints `name=value` lines the test checks; exits
 // non-zero on the first unexpected result. Argument: a scratch directory (shared with the host).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { dist, env, HBS, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
 
-const repo = resolve(fileURLToPath(import.meta.url), '../../..');
-const { startBox } = await import(join(repo, 'dist/testing/stand-in-box.js'));
-const HBS = join(repo, 'bin/hbs');
+const { startBox } = await dist('testing/stand-in-box.js');
 const scratch = process.argv[2] ?? '/tmp/hbs-luks';
 const PASS = 'vm test passphrase';
-const env = { ...process.env, NO_COLOR: '1', HBS_TEST_CHEAP_PBKDF: '1' };
-const out = (k, v) => console.log(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-const sh = (file, args, opts = {}) => execFileSync(file, args, { encoding: 'utf8', ...opts });
-function hbs(args, input = '') {
-  const t = Date.now();
-  const r = spawnSync(HBS, args, { input, env, encoding: 'utf8', timeout: 300_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t };
-}
-function must(name, r) {
-  out(`${name}.exit`, r.code);
-  out(`${name}.ms`, r.ms);
-  if (r.code !== 0) {
-    console.log(r.stdout);
-    console.error(r.stderr);
-    throw new Error(`${name} failed (exit ${r.code})`);
-  }
-}
+const hbs = (args, input = '') => guestHbs(args, input);
 
 mkdirSync(scratch, { recursive: true });
-// The VM has no NIC, and its loopback starts down: sshd on 127.0.0.1 needs it up.
-spawnSync('ip', ['link', 'set', 'lo', 'up']);
+loopbackUp();
 const box = await startBox();
 const p = {
   boxMount: join(scratch, 'box'),

@@ -4,35 +4,18 @@
 // umount → a wrong key refused (nothing opened, mounted or locked) → mount with the key → data and
 // owners intact → umount → e2fsck -fn clean; bytes allocated on the box measured throughout.
 // The scenario itself is test/vm/luks-guest.mjs. A second boot: reboot.vmtest.ts.
-import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeVmResult, runInVm, vmAvailable } from './run-in-vm.js';
+import { describe, expect, it } from 'vitest';
+import { describeVmResult, runInVm } from './run-in-vm.js';
+import { fields, useVmShare } from './scenario.js';
 
 const MiB = 1024 * 1024;
-let share = '';
-
-function fields(out: string): Record<string, string> {
-  const f: Record<string, string> = {};
-  for (const line of out.split('\n')) {
-    const m = /^([\w.]+)=(.*)$/.exec(line);
-    if (m) f[m[1]!] = m[2]!;
-  }
-  return f;
-}
 
 describe('hbs --encrypt on real dm-crypt (VM)', () => {
-  beforeAll(async () => {
-    const check = await vmAvailable();
-    if (!check.ok) throw new Error(`cannot start a VM here:\n${check.message}`);
-    share = await mkdtemp('/var/tmp/hbs-vm-luks-');
-  });
-  afterAll(async () => {
-    if (share) await rm(share, { recursive: true, force: true });
-  });
+  const share = useVmShare('hbs-vm-luks-');
 
   it('init → files → idle → umount → wrong key refused → mount → data intact → e2fsck clean; ≤ 40 MiB on the box', async () => {
-    const r = await runInVm(['node', 'test/vm/luks-guest.mjs', join(share, 'state')], { share, timeoutMs: 600_000, env: { IDLE_MS: '60000' } });
+    const r = await runInVm(['node', 'test/vm/luks-guest.mjs', join(share(), 'state')], { share: share(), timeoutMs: 600_000, env: { IDLE_MS: '60000' } });
     console.log(`[vm] luks scenario: ${r.totalMs} ms`);
     expect(r.exitCode, describeVmResult(r)).toBe(0);
     const f = fields(r.stdout);

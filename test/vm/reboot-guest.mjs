@@ -9,38 +9,18 @@
 //                                       (unattended key, no prompt), data intact, status, umount;
 //                                       (b) what boot does: `mount -a -T fstab`, the crypttab line
 //                                       through systemd-cryptsetup, `mount -a -T fstab` again.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { dist, env, HBS, loopbackUp, must, out, run, sh } from './guest.mjs';
 
-const repo = resolve(fileURLToPath(import.meta.url), '../../..');
-const { startBox } = await import(join(repo, 'dist/testing/stand-in-box.js'));
-const { parseCrypttabLine } = await import(join(repo, 'dist/lib/crypttab.js'));
-const { blockText } = await import(join(repo, 'dist/lib/fstab.js'));
-const HBS = join(repo, 'bin/hbs');
+const { startBox } = await dist('testing/stand-in-box.js');
+const { parseCrypttabLine } = await dist('lib/crypttab.js');
+const { blockText } = await dist('lib/fstab.js');
 const [phase, state = '/tmp/hbs-reboot'] = process.argv.slice(2);
 const PASS = 'vm reboot passphrase';
 const NAME = 'hbs-enc';
-const env = { ...process.env, NO_COLOR: '1', HBS_TEST_CHEAP_PBKDF: '1' };
-const out = (k, v) => console.log(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-const sh = (file, args, opts = {}) => execFileSync(file, args, { encoding: 'utf8', ...opts });
-const run = (file, args, opts = {}) => {
-  const t = Date.now();
-  const r = spawnSync(file, args, { encoding: 'utf8', timeout: 300_000, ...opts });
-  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms: Date.now() - t };
-};
 const hbs = (args, opts = {}) => run(HBS, args, { env, input: '', ...opts });
-function must(name, r) {
-  out(`${name}.exit`, r.code);
-  out(`${name}.ms`, r.ms);
-  if (r.code !== 0) {
-    console.log(r.stdout);
-    console.error(r.stderr);
-    throw new Error(`${name} failed (exit ${r.code})`);
-  }
-  return r;
-}
 const mounted = (p) => spawnSync('findmnt', ['--mountpoint', p]).status === 0;
 const mappers = () => sh('ls', ['/dev/mapper']).trim().split(/\s+/).filter((n) => n && n !== 'control');
 const loops = () => sh('losetup', ['-a']).trim();
@@ -66,7 +46,7 @@ function writeData(s, text) {
 const readData = (s) => ({ text: readFileSync(join(s.mountPoint, 'd/f'), 'utf8'), owner: sh('stat', ['-c', '%u:%g', join(s.mountPoint, 'd/f')]).trim() });
 
 // The VM has no NIC, and its loopback starts down: sshd on 127.0.0.1 needs it up.
-spawnSync('ip', ['link', 'set', 'lo', 'up']);
+loopbackUp();
 mkdirSync(state, { recursive: true });
 const box = await startBox({ stateDir: join(state, 'box') });
 out(`${phase}.box`, { user: box.user, port: box.port, fingerprint: box.hostKeyFingerprint });

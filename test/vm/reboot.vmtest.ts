@@ -10,44 +10,30 @@
 // systemd-cryptsetup-generator writes into ExecStart=), the filesystem's fstab line; data intact,
 // findmnt --verify clean; `hbs umount` takes it down; no mounts, loops or mappers left.
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeVmResult, runInVm, vmAvailable } from './run-in-vm.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { describeVmResult, runInVm } from './run-in-vm.js';
+import { fields, useVmShare } from './scenario.js';
 
-let share = '';
 const SYSTEMD_CRYPTSETUP = '/lib/systemd/systemd-cryptsetup';
 
-function fields(out: string): Record<string, string> {
-  const f: Record<string, string> = {};
-  for (const line of out.split('\n')) {
-    const m = /^([\w.]+)=(.*)$/.exec(line);
-    if (m) f[m[1]!] = m[2]!;
-  }
-  return f;
-}
 const json = (f: Record<string, string>, k: string): unknown => {
   if (f[k] === undefined) throw new Error(`the guest did not report ${k}`);
   return JSON.parse(f[k]);
 };
 
 describe('a reboot: encrypted (--luks-unattended) and plain stacks come back (VM)', () => {
-  beforeAll(async () => {
-    const check = await vmAvailable();
-    if (!check.ok) throw new Error(`cannot start a VM here:\n${check.message}`);
+  beforeAll(() => {
     if (!existsSync(SYSTEMD_CRYPTSETUP)) throw new Error(`${SYSTEMD_CRYPTSETUP} is missing: apt-get install systemd-cryptsetup (Debian 13+; part of systemd on 12)`);
-    share = await mkdtemp('/var/tmp/hbs-vm-reboot-');
-    await chmod(share, 0o755); // the box account must reach its home inside
   });
-  afterAll(async () => {
-    if (share) await rm(share, { recursive: true, force: true });
-  });
+  // 0755: the box account must reach its home inside.
+  const share = useVmShare('hbs-vm-reboot-', 0o755);
 
-  const state = (): string => join(share, 'state');
+  const state = (): string => join(share(), 'state');
   let boot1: Record<string, string> = {};
 
   it('boot 1: init --encrypt --luks-unattended writes the crypttab line; power-off with the encrypted stack still mounted', async () => {
-    const r = await runInVm(['node', 'test/vm/reboot-guest.mjs', 'boot1', state()], { share, timeoutMs: 600_000 });
+    const r = await runInVm(['node', 'test/vm/reboot-guest.mjs', 'boot1', state()], { share: share(), timeoutMs: 600_000 });
     console.log(`[vm] reboot test, boot 1: ${r.totalMs} ms`);
     expect(r.exitCode, describeVmResult(r)).toBe(0);
     const f = fields(r.stdout);
@@ -78,7 +64,7 @@ describe('a reboot: encrypted (--luks-unattended) and plain stacks come back (VM
 
   it('boot 2: hbs mount brings both back with the unattended key; then boot\'s own way (fstab, crypttab via systemd-cryptsetup) does too', async () => {
     expect(boot1.done, 'boot 1 must have passed').toBe('true');
-    const r = await runInVm(['node', 'test/vm/reboot-guest.mjs', 'boot2', state()], { share, timeoutMs: 600_000 });
+    const r = await runInVm(['node', 'test/vm/reboot-guest.mjs', 'boot2', state()], { share: share(), timeoutMs: 600_000 });
     console.log(`[vm] reboot test, boot 2: ${r.totalMs} ms`);
     expect(r.exitCode, describeVmResult(r)).toBe(0);
     const f = fields(r.stdout);
