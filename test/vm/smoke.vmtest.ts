@@ -4,7 +4,7 @@
 // start, boot, or finish in time. `npm run test:vm`; needs the packages test/vm/install-deps.sh
 // installs (it fails, naming them, when they are missing).
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +69,18 @@ describe('run-in-vm (QEMU, software emulation)', () => {
   afterAll(async () => {
     if (share) await rm(share, { recursive: true, force: true });
     if (times.length) console.log(`[vm] boot-to-poweroff times:\n  ${times.join('\n  ')}`);
+  });
+
+  it('keeps a cwd under /tmp visible (read-only) although the guest gets a fresh /tmp (a checkout there)', async () => {
+    const dir = await mkdtemp(join('/tmp', 'hbs-vm-cwd-'));
+    try {
+      await writeFile(join(dir, 'marker'), 'from the host\n');
+      const r = await runInVm('pwd; cat marker; touch marker 2>/dev/null || echo read-only', { timeoutMs: VM_TIMEOUT_MS, cwd: dir });
+      expect(r.exitCode, describeVmResult(r)).toBe(0);
+      expect(r.stdout.split('\n')).toEqual([dir, 'from the host', 'read-only', '']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('brings back the exit code, stdout and stderr; the guest has device-mapper', async () => {
