@@ -2,7 +2,7 @@ import type { Action } from '../core/plan.js';
 import type { Runner } from '../core/runner.js';
 import type { Reporter } from '../ui/reporter.js';
 import { mappingActive } from './luks.js';
-import { mountAt } from './mounts.js';
+import { loopColumn, mountAt } from './mounts.js';
 
 /**
  * Loop direct I/O. By default the loop driver writes through the page cache of the image file, so
@@ -33,9 +33,8 @@ export async function loopUnder(runner: Runner, mountPoint: string, mapperName?:
 
 /** Whether a loop device does direct I/O (`losetup` DIO column); undefined when it cannot be told. Read-only. */
 export async function directIoOf(runner: Runner, loop: string): Promise<boolean | undefined> {
-  const r = await runner.run({ argv: ['losetup', '--list', '--noheadings', '--output', 'DIO', loop], write: false, allowFail: true });
-  const v = r.stdout.trim();
-  return r.exitCode === 0 && (v === '0' || v === '1') ? v === '1' : undefined;
+  const v = await loopColumn(runner, loop, 'DIO');
+  return v === '0' || v === '1' ? v === '1' : undefined;
 }
 
 export type DirectIoOutcome = { state: 'on' | 'already' } | { state: 'refused'; detail: string } | { state: 'no-loop' };

@@ -23,15 +23,16 @@ export async function mountAt(runner: Runner, path: string): Promise<MountInfo |
   return { target: fs.target ?? path, source: fs.source ?? '', fstype: fs.fstype ?? '', options: fs.options ?? '' };
 }
 
+/** One column of `losetup --list` for a loop device (BACK-FILE, DIO, …); undefined when it cannot be read. Read-only. */
+export async function loopColumn(runner: Runner, device: string, column: string): Promise<string | undefined> {
+  const r = await runner.run({ argv: ['losetup', '--list', '--noheadings', '--output', column, device], write: false, allowFail: true });
+  const value = r.stdout.trim();
+  return r.exitCode === 0 && value ? value : undefined;
+}
+
 /** The file behind a loop device, as losetup reports it. Read-only. */
 export async function loopBackingFile(runner: Runner, device: string): Promise<string | undefined> {
-  const r = await runner.run({
-    argv: ['losetup', '--list', '--noheadings', '--output', 'BACK-FILE', device],
-    write: false,
-    allowFail: true,
-  });
-  const file = r.stdout.trim();
-  return r.exitCode === 0 && file ? file.replace(/ \(deleted\)$/, '') : undefined;
+  return (await loopColumn(runner, device, 'BACK-FILE'))?.replace(/ \(deleted\)$/, '');
 }
 
 /** True when the directory is missing or empty (a safe place to mount on). */
