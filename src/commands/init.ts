@@ -145,7 +145,7 @@ export async function initCommand(flags: InitCliFlags, io: InitIo, deps: Deps = 
     forceFormat: Boolean(flags.forceFormat),
     formatConfirmed: false,
     sizeGiven: flags.size !== undefined,
-    // Set once the person confirmed the takeover (takeOverLock), never straight from the flag.
+    // Set once the person confirmed the takeover (confirmTakeover), never straight from the flag.
     stealLock: false,
   };
   const enc = await resolveEncryption(flags, { reporter: io.reporter, prompter, readStdin: io.readStdin, env: io.env }, {
