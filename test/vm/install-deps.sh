@@ -8,10 +8,11 @@
 set -euo pipefail
 
 packages=(qemu-system-x86 linux-image-amd64 busybox-static kmod cryptsetup-bin)
-# The reboot test runs /lib/systemd/systemd-cryptsetup: part of `systemd` on Debian 12, a package of
-# its own (systemd-cryptsetup) from Debian 13 on.
-if [[ ! -x /lib/systemd/systemd-cryptsetup ]] && apt-cache show systemd-cryptsetup >/dev/null 2>&1; then
-  packages+=(systemd-cryptsetup)
+# The reboot test runs /lib/systemd/systemd-cryptsetup: part of `systemd` on Debian 12 (a container
+# may not have it), a package of its own (systemd-cryptsetup) from Debian 13 on.
+SDC=/lib/systemd/systemd-cryptsetup
+if [[ ! -x $SDC ]]; then
+  if apt-cache show systemd-cryptsetup >/dev/null 2>&1; then packages+=(systemd-cryptsetup); else packages+=(systemd); fi
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -29,3 +30,7 @@ fi
 echo "install-deps: installing ${missing[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Without package lists at first, `systemd` was chosen; where the binary is a package of its own:
+if [[ ! -x $SDC ]] && apt-cache show systemd-cryptsetup >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd-cryptsetup
+fi
