@@ -18,7 +18,7 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if ((${#missing[@]} == 0)); then
+if ((${#missing[@]} == 0)) && [[ -x $SDC ]]; then
   echo "install-deps: all present: ${packages[*]}"
   exit 0
 fi
@@ -27,9 +27,9 @@ if ((EUID != 0)); then
   echo "install-deps:   apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
   exit 1
 fi
-echo "install-deps: installing ${missing[*]}"
+echo "install-deps: installing ${missing[*]:-systemd-cryptsetup}"
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+((${#missing[@]} == 0)) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Without package lists at first, `systemd` was chosen; where the binary is a package of its own:
 if [[ ! -x $SDC ]] && apt-cache show systemd-cryptsetup >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd-cryptsetup
