@@ -1,6 +1,5 @@
 import { EXIT, HbsError } from '../core/errors.js';
-import type { Cmd } from '../core/runner.js';
-import { luksTestKeyCmd, WrongKeyError, type LuksKey } from '../lib/luks.js';
+import { checkKey, WrongKeyError, type LuksKey } from '../lib/luks.js';
 import type { LifecycleContext } from '../lifecycle/context.js';
 import type { GrowContext } from './context.js';
 
@@ -24,9 +23,7 @@ export async function growKey(ctx: Pick<GrowContext, 'runner' | 'reporter' | 'fa
   for (let attempt = 1; ; attempt++) {
     const key = await get(attempt);
     try {
-      const r = await ctx.runner.run(withSecrets(luksTestKeyCmd(image, key), key));
-      if (r.exitCode === 2) throw new WrongKeyError(image, key.label);
-      if (r.exitCode !== 0) throw new HbsError(`cryptsetup could not test the key on ${image} (exit ${r.exitCode}); nothing was changed`, EXIT.failed, undefined, r.stderr.trim());
+      await checkKey(ctx.runner, image, key);
       return key;
     } catch (err) {
       // A prompt may ask again; a key from a file or stdin cannot change.
@@ -34,14 +31,4 @@ export async function growKey(ctx: Pick<GrowContext, 'runner' | 'reporter' | 'fa
       ctx.reporter.warn(err instanceof Error ? err.message : String(err));
     }
   }
-}
-
-/** A key that is text (a passphrase, or one given on stdin) is also a secret to redact from anything logged. */
-export function secretsOf(key: LuksKey): string[] {
-  const text = Buffer.from(key.bytes).toString('utf8');
-  return text.length > 0 && Buffer.from(text, 'utf8').equals(Buffer.from(key.bytes)) ? [text] : [];
-}
-
-export function withSecrets(cmd: Cmd, key: LuksKey): Cmd {
-  return { ...cmd, secrets: [...(cmd.secrets ?? []), ...secretsOf(key)] };
 }

@@ -11,7 +11,6 @@ import { mountArgv } from '../steps/fs-mount.js';
 import { directIoTask } from '../lib/loop.js';
 import { probeSignature, statFile } from '../steps/image.js';
 import type { CryptFacts, GrowContext, GrowDecision } from './context.js';
-import { withSecrets } from './key.js';
 import { covers, fsBytes, readGeometry, type FsGeometry } from './geometry.js';
 
 /**
@@ -52,7 +51,7 @@ function offlineDevice(ctx: GrowContext): string {
  */
 function keyed(ctx: GrowContext, make: (key: LuksKey) => Cmd): Cmd {
   const key = ctx.key;
-  if (key) return withSecrets(make(key), key);
+  if (key) return make(key);
   if (!ctx.runner.dryRun) throw new HbsError('internal: the key is needed here but was not asked for', EXIT.failed);
   return make({ kind: 'keyfile', bytes: new Uint8Array(0), label: 'key' });
 }

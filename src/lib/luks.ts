@@ -39,8 +39,15 @@ export function defaultMapperName(image: string): string {
 
 export const mapperPath = (name: string): string => `/dev/mapper/${name}`;
 
+/** A key that is text (a passphrase, or one given on stdin) is also a secret to redact from anything logged. */
+export function secretsOf(key: LuksKey): string[] {
+  const text = Buffer.from(key.bytes).toString('utf8');
+  return text.length > 0 && Buffer.from(text, 'utf8').equals(Buffer.from(key.bytes)) ? [text] : [];
+}
+
+/** A command that takes the key on stdin, with the key as its secret. */
 function keyed(key: LuksKey, argv: string[], extra: Partial<Cmd> = {}): Cmd {
-  return { argv, stdin: key.bytes, ...extra };
+  return { argv, stdin: key.bytes, secrets: secretsOf(key), ...extra };
 }
 
 /** luksFormat the image file (LUKS2, 4 KiB sectors are cryptsetup's choice for a file). */
@@ -143,7 +150,7 @@ export async function checkKey(runner: Runner, image: string, key: LuksKey): Pro
   const r = await runner.run(luksTestKeyCmd(image, key));
   if (r.exitCode === 0) return;
   if (r.exitCode === 2) throw new WrongKeyError(image, key.label);
-  throw new HbsError(`cryptsetup could not test the key on ${image} (exit ${r.exitCode})`, EXIT.failed, undefined, r.stderr.trim());
+  throw new HbsError(`cryptsetup could not test the key on ${image} (exit ${r.exitCode}); nothing was changed`, EXIT.failed, undefined, r.stderr.trim());
 }
 
 /** Reads a key file (a regular file, at most 8 MiB as cryptsetup allows). */
