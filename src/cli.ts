@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, HbsError } from './core/errors.js';
+import type { CommandIo } from './commands/shared.js';
 
 const VERSION = '0.1.0';
 
@@ -13,7 +14,6 @@ async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-  let pending: Promise<void> | undefined;
   /** Set by commands whose result is an exit code (status). */
   let resultCode: number = EXIT.ok;
 
@@ -45,38 +45,19 @@ async function main(argv: string[]): Promise<number> {
     .option('--luks-unattended', 'keep a key at /etc/hbs/<name>.key (0400) so mounts need no one (root here can read it)')
     .option('--luks-header-backup <path>', 'where to back up the LUKS header (default: /etc/hbs/<name>.luks-header)')
     .option('--luks-name <name>', 'device-mapper name (default: hbs-<image name>)')
+    .option('--luks-pbkdf <kdf>', "with --encrypt: key derivation of the key slots: argon2id (cryptsetup's default), argon2i or pbkdf2")
+    .option('--luks-iter-time <ms>', "with --encrypt: time to spend deriving each key, at least 100 ms (cryptsetup's default: 2000); less is cheaper for an attacker too")
     .option('--crypttab <path>', 'with --luks-unattended: crypttab to add the line that opens the image at boot to (default: /etc/crypttab)')
     .option('--no-crypttab', 'with --luks-unattended: do not touch any crypttab (`hbs mount` still uses the kept key)')
     .option('-y, --yes', 'never ask; fail listing what is missing')
     .option('-n, --dry-run', 'print every change that would be made; make none')
     .option('-v, --verbose', 'show each command as it runs (secrets redacted)')
-    .action((opts: Record<string, unknown>) => {
-      pending = (async () => {
-        const [{ initCommand }, { TerminalReporter }] = await Promise.all([import('./commands/init.js'), import('./ui/terminal-reporter.js')]);
-        const reporter = new TerminalReporter({ spinners: !opts.verbose && !opts.dryRun });
-        const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-        await initCommand(
-          { ...opts, config: program.opts<{ config: string }>().config },
-          {
-            reporter,
-            prompter: interactive ? async () => (await import('./init/prompter.js')).inquirerPrompter() : undefined,
-            readStdin,
-            env: process.env,
-            uid: () => process.getuid?.() ?? -1,
-          },
-        );
-      })();
+    .action(async (opts: Record<string, unknown>) => {
+      const { initCommand } = await import('./commands/init/index.js');
+      await initCommand({ ...opts, config: program.opts<{ config: string }>().config }, await io(opts));
     });
 
   // --- hbs mount / umount / status -------------------------------------------------------------
-  const lifecycleIo = async (opts: { verbose?: boolean; dryRun?: boolean; json?: boolean }) => {
-    const { TerminalReporter } = await import('./ui/terminal-reporter.js');
-    const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-    return {
-      reporter: new TerminalReporter({ spinners: !opts.verbose && !opts.dryRun && !opts.json }),
-      prompter: interactive ? async () => (await import('./init/prompter.js')).inquirerPrompter() : undefined,
-    };
-  };
   const globalConfig = (): string => program.opts<{ config: string }>().config;
   const existingConfig = async (): Promise<string> => (await import('./lib/config-path.js')).requireConfigFile(globalConfig());
 
@@ -91,8 +72,8 @@ async function main(argv: string[]): Promise<number> {
     .option('-v, --verbose', 'show each command as it runs')
     .action(async (opts: { stealLock?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean; luksKeyFile?: string; luksKeyStdin?: boolean }) => {
       const config = await existingConfig();
-      const { mountCommand } = await import('./commands/lifecycle.js');
-      await mountCommand({ ...opts, config }, { ...(await lifecycleIo(opts)), readStdinBytes });
+      const { mountCommand } = await import('./commands/mount.js');
+      await mountCommand({ ...opts, config }, await io(opts));
     });
 
   program
@@ -107,24 +88,19 @@ async function main(argv: string[]): Promise<number> {
     .option('-v, --verbose', 'show each command as it runs')
     .action(async (opts: { force?: boolean; dryRun?: boolean; verbose?: boolean }) => {
       const config = await existingConfig();
-      const { umountCommand } = await import('./commands/lifecycle.js');
-      await umountCommand({ ...opts, config }, await lifecycleIo(opts));
+      const { umountCommand } = await import('./commands/umount.js');
+      await umountCommand({ ...opts, config }, await io(opts));
     });
 
   program
     .command('status')
     .description('show each layer; exit 0 when all is healthy, 1 when any layer is down or degraded')
-    .option('--json', 'print one JSON document (keys documented in the README)')
+    .option('--json', 'print one JSON document (keys documented in docs/status-json.md)')
     .option('-v, --verbose', 'show each command as it runs')
     .action(async (opts: { json?: boolean; verbose?: boolean }) => {
       const config = await existingConfig();
-      const [{ statusCommand }, { renderStatus }, { MemoryReporter }] = await Promise.all([
-        import('./commands/lifecycle.js'),
-        import('./ui/status-view.js'),
-        import('./ui/reporter.js'),
-      ]);
-      const io = opts.json ? { reporter: new MemoryReporter() } : await lifecycleIo(opts);
-      const report = await statusCommand({ ...opts, config }, io);
+      const [{ statusCommand }, { renderStatus }] = await Promise.all([import('./commands/status.js'), import('./ui/status-view.js')]);
+      const report = await statusCommand({ ...opts, config }, await io(opts));
       console.log(opts.json ? JSON.stringify(report, null, 2) : renderStatus(report, Boolean(process.stdout.isTTY) && !('NO_COLOR' in process.env)));
       resultCode = report.healthy ? EXIT.ok : EXIT.failed;
     });
@@ -155,27 +131,33 @@ async function main(argv: string[]): Promise<number> {
       ].join('\n'),
     )
     .action(async (opts: { size?: string; force?: boolean; offline?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean; luksKeyFile?: string; luksKeyStdin?: boolean }) => {
-      const [{ growCommand }, { TerminalReporter }] = await Promise.all([import('./commands/grow.js'), import('./ui/terminal-reporter.js')]);
-      const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-      await growCommand(
-        { ...opts, config: globalConfig() },
-        {
-          reporter: new TerminalReporter({ spinners: !opts.verbose && !opts.dryRun }),
-          prompter: interactive ? async () => (await import('./init/prompter.js')).inquirerPrompter() : undefined,
-          uid: () => process.getuid?.() ?? -1,
-          readStdinBytes,
-        },
-      );
+      const { growCommand } = await import('./commands/grow/index.js');
+      await growCommand({ ...opts, config: globalConfig() }, await io(opts));
     });
   // --- end grow ----------------------------------------------------------------------------------
 
   try {
     await program.parseAsync(argv);
-    await pending;
     return resultCode;
   } catch (err) {
     return report(err);
   }
+}
+
+/**
+ * What every command gets: the terminal reporter (spinners only on a terminal, not with --verbose,
+ * --dry-run or --json), a prompter when stdin and stdout are a terminal, stdin, the environment.
+ */
+async function io(opts: { verbose?: unknown; dryRun?: unknown; json?: unknown }): Promise<CommandIo> {
+  const { TerminalReporter } = await import('./ui/terminal-reporter.js');
+  const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  return {
+    reporter: new TerminalReporter({ spinners: !opts.verbose && !opts.dryRun && !opts.json }),
+    prompter: interactive ? async () => (await import('./ui/prompter.js')).inquirerPrompter() : undefined,
+    readStdin,
+    readStdinBytes,
+    env: process.env,
+  };
 }
 
 async function readStdinBytes(): Promise<Buffer> {

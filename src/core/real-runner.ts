@@ -5,7 +5,6 @@ export type LogLine = (line: string) => void;
 
 /** Runs commands for real through execa (no shell), logging `$ cmd` lines when asked to. */
 export class RealRunner implements Runner {
-  readonly dryRun = false;
   private readonly secrets: string[] = [];
 
   constructor(private readonly log?: LogLine) {}
@@ -33,6 +32,7 @@ export class RealRunner implements Runner {
     const result: CmdResult = {
       exitCode: r.exitCode ?? (r.failed ? 1 : 0),
       stdout: redact(String(r.stdout ?? ''), secrets),
+      // A program that could not start, or was killed by the timeout, has no exit code: execa's message says why.
       stderr: redact(String(r.stderr ?? '') || (r.exitCode === undefined ? (r.message ?? '') : ''), secrets),
     };
     if (result.exitCode !== 0 && !cmd.allowFail) throw new CommandError(shown, result);

@@ -10,7 +10,7 @@ export interface Cmd {
   secrets?: readonly string[];
   /**
    * Whether the command changes anything. Defaults to true: a command counts as a write unless
-   * marked read-only, so a dry-run can never run a change by accident.
+   * marked read-only, so a probe can never run a change by accident (see readOnly below).
    */
   write?: boolean;
   /** A non-zero exit is returned instead of thrown. */
@@ -33,8 +33,6 @@ export interface CmdResult {
 }
 
 export interface Runner {
-  /** True when changing commands are printed instead of run. */
-  readonly dryRun: boolean;
   run(cmd: Cmd): Promise<CmdResult>;
 }
 
@@ -52,6 +50,24 @@ export class CommandError extends Error {
     const text = (this.result.stderr.trim() || this.result.stdout.trim()).split('\n');
     return text.slice(-lines).join('\n');
   }
+}
+
+/** Thrown when something that may only look runs a command that changes the machine. */
+export class WriteInProbeError extends Error {
+  constructor(cmd: Cmd) {
+    super(`a read-only probe tried to run a changing command: ${formatCmd(cmd)}`);
+    this.name = 'WriteInProbeError';
+  }
+}
+
+/**
+ * A view of a runner that runs only commands marked `write: false`. Probes get this view: a
+ * step's check() and plan() can then never change the machine, in a dry-run or a real run.
+ */
+export function readOnly(runner: Runner): Runner {
+  return {
+    run: (cmd) => (isWrite(cmd) ? Promise.reject(new WriteInProbeError(cmd)) : runner.run(cmd)),
+  };
 }
 
 const SAFE_ARG = /^[A-Za-z0-9_@%+=:,./-]+$/;

@@ -26,7 +26,6 @@
  *   only takes the root/resume devices and lines marked `initramfs`: it leaves this line alone, which
  *   is right, as the box is not reachable from the initramfs.
  */
-import { mergeLinesBlock, formatLinesBlock } from './fstab.js';
 
 export interface CrypttabEntry {
   name: string;
@@ -54,14 +53,6 @@ export function crypttabProblems(e: CrypttabEntry): string[] {
 
 export function formatCrypttabEntry(e: CrypttabEntry): string {
   return [e.name, e.source, e.keyFile, e.options.join(',')].join(' ');
-}
-
-export function formatCrypttabBlock(id: string, entries: readonly CrypttabEntry[]): string {
-  return formatLinesBlock(id, entries.map(formatCrypttabEntry));
-}
-
-export function mergeCrypttabBlock(text: string, id: string, entries: readonly CrypttabEntry[]): string {
-  return mergeLinesBlock(text, id, entries.map(formatCrypttabEntry));
 }
 
 /** One crypttab line split into its four fields (comments and blank lines give undefined). */

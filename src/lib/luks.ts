@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rm, stat } from 'node:fs/promises';
 import { EXIT, HbsError } from '../core/errors.js';
-import type { Cmd, Runner } from '../core/runner.js';
+import type { Cmd } from '../core/runner.js';
 
 /**
  * The LUKS2 layer between the image file and ext4. Every key travels to cryptsetup on stdin
@@ -20,11 +20,19 @@ export interface LuksKey {
 export const KEY_FILE_BYTES = 64;
 
 /**
- * Cheap PBKDF for tests only: argon2id's default costs 9–14 s per key slot in the test VM.
- * Set HBS_TEST_CHEAP_PBKDF=1 to format with pbkdf2 at 1000 iterations. Never for real data.
+ * The key derivation of new key slots, as cryptsetup takes it (`--pbkdf`, `--iter-time`). Unset:
+ * cryptsetup's own defaults (argon2id, ~2 s of this machine's time per unlock). A lower iter-time
+ * makes each unlock cheaper for an attacker too; hbs accepts no less than MIN_ITER_TIME_MS.
  */
-export function pbkdfArgs(env: NodeJS.ProcessEnv = process.env): string[] {
-  return env.HBS_TEST_CHEAP_PBKDF === '1' ? ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000'] : [];
+export interface KdfOptions {
+  pbkdf?: 'argon2id' | 'argon2i' | 'pbkdf2';
+  iterTimeMs?: number;
+}
+
+export const MIN_ITER_TIME_MS = 100;
+
+export function kdfArgs(k: KdfOptions = {}): string[] {
+  return [...(k.pbkdf ? ['--pbkdf', k.pbkdf] : []), ...(k.iterTimeMs !== undefined ? ['--iter-time', String(k.iterTimeMs)] : [])];
 }
 
 export function passphraseKey(passphrase: string, label = 'passphrase'): LuksKey {
@@ -51,13 +59,13 @@ function keyed(key: LuksKey, argv: string[], extra: Partial<Cmd> = {}): Cmd {
 }
 
 /** luksFormat the image file (LUKS2, 4 KiB sectors are cryptsetup's choice for a file). */
-export function luksFormatCmd(image: string, key: LuksKey, env: NodeJS.ProcessEnv = process.env): Cmd {
-  return keyed(key, ['cryptsetup', 'luksFormat', '--batch-mode', '--type', 'luks2', ...pbkdfArgs(env), '--key-file', '-', image], { timeoutMs: 5 * 60_000 });
+export function luksFormatCmd(image: string, key: LuksKey, kdf: KdfOptions = {}): Cmd {
+  return keyed(key, ['cryptsetup', 'luksFormat', '--batch-mode', '--type', 'luks2', ...kdfArgs(kdf), '--key-file', '-', image], { timeoutMs: 5 * 60_000 });
 }
 
 /** Adds a key file as a second slot; the existing key (stdin) authorises it. The new key file's path is not secret. */
-export function luksAddKeyFileCmd(image: string, existing: LuksKey, newKeyFile: string, env: NodeJS.ProcessEnv = process.env): Cmd {
-  return keyed(existing, ['cryptsetup', 'luksAddKey', '--batch-mode', ...pbkdfArgs(env), '--key-file', '-', image, newKeyFile], { timeoutMs: 5 * 60_000 });
+export function luksAddKeyFileCmd(image: string, existing: LuksKey, newKeyFile: string, kdf: KdfOptions = {}): Cmd {
+  return keyed(existing, ['cryptsetup', 'luksAddKey', '--batch-mode', ...kdfArgs(kdf), '--key-file', '-', image, newKeyFile], { timeoutMs: 5 * 60_000 });
 }
 
 /** Opens the image: cryptsetup attaches the loop device itself and creates /dev/mapper/NAME. */
@@ -84,24 +92,12 @@ export function luksHeaderBackupCmd(image: string, backupFile: string): Cmd {
   return { argv: ['cryptsetup', 'luksHeaderBackup', image, '--header-backup-file', backupFile] };
 }
 
-/** Whether the file starts with a LUKS header. Read-only. */
-export async function isLuks(runner: Runner, image: string): Promise<boolean> {
-  const r = await runner.run({ argv: ['cryptsetup', 'isLuks', image], write: false, allowFail: true });
-  return r.exitCode === 0;
-}
-
 export interface LuksInfo {
   cipher: string;
   keySlots: string[];
   /** Where the encrypted data starts (bytes), i.e. the header size. */
   dataOffset: number;
   sectorSize: number;
-}
-
-/** Reads the LUKS2 metadata (`luksDump --dump-json-metadata`). Read-only. */
-export async function luksInfo(runner: Runner, image: string): Promise<LuksInfo> {
-  const r = await runner.run({ argv: ['cryptsetup', 'luksDump', '--dump-json-metadata', image], write: false });
-  return parseLuksJson(r.stdout);
 }
 
 export function parseLuksJson(text: string): LuksInfo {
@@ -124,18 +120,16 @@ export interface ActiveMapping {
   loop?: string;
   backing?: string;
   cipher?: string;
-}
-
-/** `cryptsetup status NAME`: undefined when the mapping is not active (exit ≠ 0). Read-only. */
-export async function mappingActive(runner: Runner, name: string): Promise<ActiveMapping | undefined> {
-  const r = await runner.run({ argv: ['cryptsetup', 'status', name], write: false, allowFail: true });
-  if (r.exitCode !== 0) return undefined;
-  return parseStatus(r.stdout);
+  /**
+   * "keyring" (LUKS2's default: the volume key sits in the kernel keyring, and `cryptsetup resize`
+   * must unlock a key slot again) or "dm-crypt" (in the dm table: resize needs no key).
+   */
+  keyLocation?: string;
 }
 
 export function parseStatus(text: string): ActiveMapping {
   const field = (k: string): string | undefined => new RegExp(`^\\s*${k}:\\s*(.+?)\\s*$`, 'm').exec(text)?.[1];
-  return { loop: field('device'), backing: field('loop'), cipher: field('cipher') };
+  return { loop: field('device'), backing: field('loop'), cipher: field('cipher'), keyLocation: field('key location') };
 }
 
 /** A wrong key: nothing was changed, and the person may try again. */
@@ -143,14 +137,6 @@ export class WrongKeyError extends HbsError {
   constructor(image: string, label: string) {
     super(`the ${label} does not open ${image} (no key slot matches); nothing was changed`, EXIT.usage, 'try again with the right passphrase or key file');
   }
-}
-
-/** Throws WrongKeyError unless the key opens a slot of the image. Read-only. */
-export async function checkKey(runner: Runner, image: string, key: LuksKey): Promise<void> {
-  const r = await runner.run(luksTestKeyCmd(image, key));
-  if (r.exitCode === 0) return;
-  if (r.exitCode === 2) throw new WrongKeyError(image, key.label);
-  throw new HbsError(`cryptsetup could not test the key on ${image} (exit ${r.exitCode}); nothing was changed`, EXIT.failed, undefined, r.stderr.trim());
 }
 
 /** Reads a key file (a regular file, at most 8 MiB as cryptsetup allows). */

@@ -1,7 +1,3 @@
-import type { Runner } from '../core/runner.js';
-import { sshTarget } from './host-keys.js';
-import { sshOptionPairs, type BoxConn } from './ssh.js';
-
 export interface BoxSpace {
   totalBytes: number;
   freeBytes: number;
@@ -20,16 +16,3 @@ export function parseSftpDf(stdout: string): BoxSpace | undefined {
   return { totalBytes: size * 1024, freeBytes: avail * 1024 };
 }
 
-/**
- * Whether key login to the box works and, if so, its free space: one sftp batch running `df`
- * (the leading `-` keeps a server without statvfs from failing the login test). Read-only;
- * mounts nothing.
- */
-export async function probeBoxWithKey(runner: Runner, c: BoxConn): Promise<{ login: boolean; space?: BoxSpace }> {
-  const argv = ['sftp', '-q', '-b', '-', '-P', String(c.port), '-o', 'ConnectTimeout=20'];
-  for (const o of sshOptionPairs(c, { batch: true })) argv.push('-o', o);
-  argv.push(sshTarget(c.user, c.host));
-  const r = await runner.run({ argv, stdin: '-df\n', write: false, allowFail: true, timeoutMs: 60_000 });
-  if (r.exitCode !== 0) return { login: false };
-  return { login: true, space: parseSftpDf(r.stdout) };
-}

@@ -1,7 +1,7 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { knownHostsName, pinKey, sshTarget, type HostKey } from './host-keys.js';
-import type { Runner } from '../core/runner.js';
+import type { Cmd } from '../core/runner.js';
 
 /** Everything needed to reach the box with hbs's own key and pinned host key. */
 export interface BoxConn {
@@ -65,16 +65,34 @@ export function isBoxSource(source: string, c: Pick<BoxConn, 'user' | 'host' | '
   return source === boxMountSource(c) || source === sshfsSource(c);
 }
 
-/**
- * Whether key login works, over SFTP (port 22 of a real box offers no shell). Read-only: it runs
- * `pwd` in an sftp batch.
- */
-export async function keyLoginWorks(runner: Runner, c: BoxConn): Promise<{ ok: boolean; stderr: string }> {
+/** The sshfs command that mounts the box with hbs's key and pinned host key. */
+export function sshfsArgv(c: BoxConn, target: string): string[] {
+  return ['sshfs', '-o', sshfsMountOptions(c).join(','), sshfsSource(c), target];
+}
+
+/** The command that mounts the box: a session of its own, so closing the terminal cannot kill its ssh. */
+export function sshfsMountCmd(c: BoxConn, target: string): Cmd {
+  return { argv: sshfsArgv(c, target), timeoutMs: 60_000, detached: true };
+}
+
+/** The sshfs command that mounts the account's home with the password (read from stdin). */
+export function passwordMountArgv(c: BoxConn, dir: string): string[] {
+  const opts = [
+    'password_stdin',
+    `port=${c.port}`,
+    'PubkeyAuthentication=no',
+    'NumberOfPasswordPrompts=1',
+    ...sshOptionPairs(c, { batch: false }).filter((o) => !o.startsWith('IdentityFile=') && o !== 'IdentitiesOnly=yes'),
+  ];
+  return ['sshfs', '-o', opts.join(','), `${sshTarget(c.user, c.host)}:`, dir];
+}
+
+/** The sftp command line hbs uses to talk to the box without mounting it (a batch on stdin). */
+export function sftpBatchArgv(c: BoxConn): string[] {
   const argv = ['sftp', '-q', '-b', '-', '-P', String(c.port), '-o', 'ConnectTimeout=20'];
   for (const o of sshOptionPairs(c, { batch: true })) argv.push('-o', o);
   argv.push(sshTarget(c.user, c.host));
-  const r = await runner.run({ argv, stdin: 'pwd\n', write: false, allowFail: true, timeoutMs: 60_000 });
-  return { ok: r.exitCode === 0, stderr: r.stderr.trim() };
+  return argv;
 }
 
 /**

@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { exists } from '../lib/fs-util.js';
+import { exists } from '../core/files.js';
 import { fingerprintOf } from '../lib/host-keys.js';
 
 export interface StandInBox {

@@ -1,5 +1,5 @@
 import { Chalk } from 'chalk';
-import type { StatusReport } from '../lifecycle/status.js';
+import type { StatusReport } from '../lib/status-report.js';
 import { formatSize } from '../lib/size.js';
 
 const size = (n: number | null): string => (n === null ? '?' : formatSize(n));

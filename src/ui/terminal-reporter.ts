@@ -1,6 +1,6 @@
 import chalk, { Chalk } from 'chalk';
 import ora, { type Ora } from 'ora';
-import type { Reporter } from './reporter.js';
+import type { Reporter } from '../core/reporter.js';
 
 /**
  * Spinners on a TTY (off in CI, with --verbose, and when stdout is not a terminal); plain lines
@@ -69,13 +69,5 @@ export class TerminalReporter implements Reporter {
 
   warn(text: string): void {
     this.out(this.c.yellow(`! ${text}`));
-  }
-
-  /** For the entry point: an error with its hint. */
-  error(message: string, hint?: string, details?: string): void {
-    this.spinner?.stop();
-    console.error(`${this.c.red('hbs:')} ${message}`);
-    if (details) console.error(details.replace(/^/gm, '  '));
-    if (hint) console.error(this.c.dim(`hint: ${hint}`));
   }
 }

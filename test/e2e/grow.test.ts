@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { capSysResourceFromStatus } from '../../src/grow/capability.js';
+import { capSysResourceFromStatus } from '../../src/lib/capability.js';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
 import { hbs, loopDioAt, teardown } from './helpers.js';
 

@@ -196,8 +196,10 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
       const r = await hbs(spaced(c), { input: `${pass}\n` });
       expect(r.stderr).toBe('');
       expect(r.exitCode).toBe(0);
-      expect(r.stdout).toContain(`! back up ${join(c, 'crypttab5')} (if it exists; a new one gets mode 0600), then write it atomically with this line between the BEGIN/END markers:`);
-      expect(r.stdout).toContain(`!   hbs-enc5 ${join(c, 'box5')}/enc5.img ${join(c, 'etc5', 'hbs-enc5.key')} luks,_netdev,nofail,headless=true`);
+      expect(r.stdout).toContain(`! back up ${join(c, 'crypttab5')} (if it exists), then write its hbs block (${join(c, 'etc5', 'config.json')}) — the line that opens the image at boot`);
+      expect(r.stdout).toContain(`!   | hbs-enc5 ${join(c, 'box5')}/enc5.img ${join(c, 'etc5', 'hbs-enc5.key')} luks,_netdev,nofail,headless=true`);
+      // The fstab lines too, exactly as they would be written.
+      expect(r.stdout).toMatch(/! {3}\| \/dev\/mapper\/hbs-enc5 \S+mnt5 ext4 _netdev,nofail,noatime,noinit_itable,x-systemd\.requires-mounts-for=/);
       expect(r.stdout).not.toContain(pass);
       expect(await readdir(c)).toEqual([]);
     } finally {

@@ -49,7 +49,9 @@ function planLines(text: string): string[] {
     .split('\n')
     .filter((l) => /^(✔|•|✖) |^ {2}! /.test(l))
     .filter((l) => !l.startsWith('✔ ') || l.includes(' — '))
-    .map((l) => l.replace(/ -U [0-9a-f-]{36} /, ' -U <uuid> '));
+    // Each run makes up its own UUID, and its lock names its own pid and time.
+    .map((l) => l.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<uuid>'))
+    .map((l) => l.replace(/"pid": \d+/, '"pid": <pid>').replace(/"time": "[^"]+"/, '"time": <time>'));
 }
 
 describe.skipIf(skip !== undefined)('hbs init, the wizard, in a real terminal', () => {

@@ -1,0 +1,45 @@
+import type { Step } from '../../core/step.js';
+import { boxMountStep } from '../../steps/box.js';
+import { cryptOpenStep } from '../../steps/crypt.js';
+import { directIoStep, fsMountStep } from '../../steps/fs.js';
+import { boxSpaceStep } from '../../steps/init/box-space.js';
+import { configStep } from '../../steps/init/config.js';
+import type { InitCtx } from '../../steps/init/context.js';
+import { crypttabStep } from '../../steps/init/crypttab.js';
+import { fstabStep } from '../../steps/init/fstab.js';
+import { hostKeyStep } from '../../steps/init/host-key.js';
+import { imageStep } from '../../steps/init/image.js';
+import { keyUploadStep } from '../../steps/init/key-upload.js';
+import { luksFormatStep } from '../../steps/init/luks.js';
+import { mkfsStep } from '../../steps/init/mkfs.js';
+import { sshKeyStep } from '../../steps/init/ssh-key.js';
+import { targetsStep } from '../../steps/init/targets.js';
+import { lockCheckStep, lockTakeStep } from '../../steps/lock.js';
+
+/**
+ * `hbs init` as a list of steps. The order matters: nothing is written under the box mount before
+ * the lock check has seen the box mounted there and nobody else using the image, and the config is
+ * written right after mkfs so an interrupted run can resume. With --encrypt, LUKS format (or
+ * adoption) and open come between the image and mkfs; with --luks-unattended the crypttab line
+ * comes before the fstab lines that rely on it.
+ */
+export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null } }): readonly Step<InitCtx>[] {
+  return [
+    targetsStep,
+    hostKeyStep,
+    sshKeyStep,
+    keyUploadStep,
+    boxMountStep,
+    lockCheckStep,
+    boxSpaceStep,
+    imageStep,
+    ...(o.encrypt ? [luksFormatStep, cryptOpenStep] : []),
+    mkfsStep,
+    configStep,
+    lockTakeStep,
+    fsMountStep,
+    directIoStep,
+    ...(o.encrypt?.unattendedKeyFile ? [crypttabStep] : []),
+    fstabStep,
+  ];
+}

@@ -1,0 +1,17 @@
+import { MemoryReporter } from '../core/reporter.js';
+import type { StatusReport } from '../lib/status-report.js';
+import { isHealthy, STATUS_STEPS, type StatusCtx } from '../steps/status.js';
+import { executor, loadStack, machine, stepCtx, type CommandIo, type CommonFlags } from './shared.js';
+
+/** Reads every layer (read-only); the caller prints the report and turns `healthy` into the exit code. */
+export async function statusCommand(flags: CommonFlags, io: CommandIo): Promise<StatusReport> {
+  const { stack } = await loadStack(flags.config);
+  const m = machine(io, Boolean(flags.verbose));
+  // The report is the output: the steps' own lines would only repeat it.
+  const quiet = { ...io, reporter: new MemoryReporter() };
+  const ctx: StatusCtx = { ...stepCtx(stack, quiet, m), report: {} };
+  await executor(quiet, m.runner, {}, '`hbs status` reads only; re-run it', m.deps).run(ctx, STATUS_STEPS);
+  const r = ctx.report as Omit<StatusReport, 'healthy' | 'config'>;
+  const body = { box: r.box, image: r.image, filesystem: r.filesystem, fstab: r.fstab, lock: r.lock, encryption: r.encryption };
+  return { config: stack.configPath, healthy: isHealthy({ config: stack.configPath, ...body }), ...body };
+}

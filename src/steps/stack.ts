@@ -1,0 +1,77 @@
+import type { Step } from '../core/step.js';
+import type { StackLayers } from '../lib/inspect.js';
+import type { Stack } from '../lib/stack.js';
+import { boxMountStep, boxUnmountStep } from './box.js';
+import type { StepCtx } from './context.js';
+import { cryptCloseStep, cryptOpenStep, keyStep, keyToOpen } from './crypt.js';
+import { directIoStep, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
+import { imageVerifyStep } from './image.js';
+import { lockCheckStep, lockReleaseStep, lockTakeStep } from './lock.js';
+
+/**
+ * The stack as lists of steps: up (bottom to top), down (top to bottom), and the repair of a broken
+ * one (down, then up with an e2fsck). `hbs mount` and `hbs umount` are these lists; every command
+ * that needs the stack up or down composes them.
+ */
+
+const repairFsck = fsckStep({
+  force: false,
+  progress: false,
+  leftAs: 'it stays unmounted',
+  hint: (device, log) => `run \`e2fsck -f ${device}\` by hand; the log is ${log}`,
+});
+
+/** Box → (check image, lock, key) → lock → (open) → [e2fsck] → mount → direct I/O. */
+export function upSteps(stack: Stack, o: { fsck?: boolean } = {}): Step<StepCtx>[] {
+  return [
+    boxMountStep,
+    imageVerifyStep,
+    lockCheckStep,
+    ...(stack.crypt ? [keyStep(keyToOpen)] : []),
+    lockTakeStep,
+    ...(stack.crypt ? [cryptOpenStep] : []),
+    ...(o.fsck ? [repairFsck] : []),
+    fsMountStep,
+    directIoStep,
+  ];
+}
+
+export interface DownOptions {
+  /** A busy filesystem is detached lazily instead of refused (`hbs umount --force`). */
+  force?: boolean;
+}
+
+/** Unmount → close → detach → release the lock → unmount the box. */
+export function downSteps(stack: Stack, o: DownOptions = {}): Step<StepCtx>[] {
+  return [
+    fsUnmountStep({
+      lazyIfBusy: o.force,
+      busyHint: 'stop them and re-run `hbs umount`; --force detaches it lazily instead (see `hbs umount --help` for what that risks)',
+    }),
+    ...(stack.crypt ? [cryptCloseStep] : []),
+    loopDetachStep,
+    lockReleaseStep,
+    boxUnmountStep,
+  ];
+}
+
+/**
+ * A broken stack (the link dropped under it, the box mount dead or the filesystem read-only): taken
+ * down whatever it takes (lazily where it must), then brought up again with an e2fsck before the
+ * mount. The lock is checked first while the box still answers; it is checked again once it is back.
+ */
+export function repairSteps(stack: Stack, layers: StackLayers): Step<StepCtx>[] {
+  return [
+    ...(layers.box.state === 'up' ? [lockCheckStep] : []),
+    fsUnmountStep({ broken: true }),
+    ...(stack.crypt ? [cryptCloseStep] : []),
+    loopDetachStep,
+    boxUnmountStep,
+    ...upSteps(stack, { fsck: true }),
+  ];
+}
+
+/** Whether the stack needs the repair path before it can come up. */
+export function isBroken(layers: StackLayers): boolean {
+  return layers.box.state === 'broken' || layers.fs.state === 'broken';
+}
