@@ -127,7 +127,7 @@ export const loopDetachStep: Step<StepCtx> = {
   id: 'loop-detach',
   title: 'Detach the loop device',
   after: ['fs-unmount'],
-  expect: () => Promise.resolve<Check>({ done: true, detail: '`mount -o loop` detaches it on unmount' }),
+  expect: (ctx) => Promise.resolve<Check>({ done: true, detail: ctx.stack.crypt ? '`cryptsetup close` detaches it' : '`mount -o loop` detaches it on unmount' }),
   async check(ctx) {
     if (ctx.found.lazy) return { done: true, detail: 'kept: the lazily detached filesystem still uses it' };
     const left = await leftoverLoops(ctx);

@@ -1,0 +1,330 @@
+/**
+ * A machine for unit tests, described as a table of what exists — mounts, loop devices, files'
+ * signatures, mappings, LUKS keys, superblocks — instead of a script of commands in order. Probes
+ * answer from the table (so a step may look in any order, as often as it likes); every command a
+ * plan runs is recorded in order and changes the table as the real program would (sshfs mounts,
+ * mount attaches a loop device, cryptsetup open makes a mapping, …). Tests assert the commands that
+ * ran and the state that results. Files the executor writes (config, fstab, the lock) are real files
+ * in the test's sandbox directory; `file()` falls back to them.
+ */
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { CommandError, formatCmd, isWrite, type Cmd, type CmdResult, type Runner } from '../../src/core/runner.js';
+import type { Superblock } from '../../src/lib/ext4.js';
+import type { Holder } from '../../src/lib/holders.js';
+import type { HostKey } from '../../src/lib/host-keys.js';
+import type { ActiveMapping, LuksInfo, LuksKey } from '../../src/lib/luks.js';
+import type { FileFacts, LoopDevice, MountInfo, Probes } from '../../src/lib/probes.js';
+import type { BoxSpace } from '../../src/lib/remote-df.js';
+
+export interface LuksImage {
+  info: LuksInfo;
+  /** The keys that open a slot, as text (passphrases) or hex (binary key files). */
+  keys: string[];
+}
+
+export interface World {
+  mounts: Map<string, MountInfo>;
+  loops: LoopDevice[];
+  /** Files the table knows (else the real file system is asked). */
+  files: Map<string, FileFacts>;
+  signatures: Map<string, Record<string, string>>;
+  /** statvfs answers per mount point; an Error means it does not answer (a dead sshfs). */
+  space: Map<string, BoxSpace | Error>;
+  /** Devices a direct read fails on (a stale sshfs handle under a loop device). */
+  unreadable: Set<string>;
+  mappings: Map<string, ActiveMapping>;
+  luks: Map<string, LuksImage>;
+  superblocks: Map<string, Superblock>;
+  deviceBytes: Map<string, number>;
+  hostKeys: HostKey[];
+  keyLogin: boolean;
+  remoteAllocated?: number;
+  e2fsprogs: [number, number, number];
+  holders: Map<string, Holder[]>;
+  sshfsPids: Map<string, number[]>;
+  canResizeOnline?: boolean;
+  publicKey: string;
+  verifyErrors: number;
+}
+
+export const BOX_SPACE: BoxSpace = { totalBytes: 1024 ** 4, freeBytes: 900 * 1024 ** 3 };
+
+export function emptyWorld(): World {
+  return {
+    mounts: new Map(),
+    loops: [],
+    files: new Map(),
+    signatures: new Map(),
+    space: new Map(),
+    unreadable: new Set(),
+    mappings: new Map(),
+    luks: new Map(),
+    superblocks: new Map(),
+    deviceBytes: new Map(),
+    hostKeys: [],
+    keyLogin: true,
+    e2fsprogs: [1, 47, 0],
+    holders: new Map(),
+    sshfsPids: new Map(),
+    canResizeOnline: true,
+    publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample hbs@test\n',
+    verifyErrors: 0,
+  };
+}
+
+const keyText = (k: LuksKey): string => {
+  const text = Buffer.from(k.bytes).toString('utf8');
+  return Buffer.from(text, 'utf8').equals(Buffer.from(k.bytes)) ? text : Buffer.from(k.bytes).toString('hex');
+};
+
+/** A failure to inject: the next command whose argv starts with `prefix` answers this way. */
+interface Injected {
+  prefix: readonly string[];
+  result: Partial<CmdResult>;
+  times: number;
+}
+
+export class FakeMachine implements Runner {
+  readonly world: World = emptyWorld();
+  /**
+   * Box mount points and the directory that holds each box's files. Mounting the box moves that
+   * directory onto the (empty) mount point, unmounting moves it back: like sshfs, the box's files
+   * are only there while it is mounted.
+   */
+  readonly boxes = new Map<string, string>();
+  /** Every changing command that ran, in order. */
+  readonly commands: Cmd[] = [];
+  private readonly injected: Injected[] = [];
+  private nextLoop = 0;
+
+  /** The argv of every changing command, as one line each (for assertions). */
+  get ran(): string[] {
+    return this.commands.map((c) => formatCmd(c));
+  }
+
+  /** The next `times` commands starting with `prefix` answer with `result` (and change nothing). */
+  failNext(prefix: readonly string[], result: Partial<CmdResult>, times = 1): this {
+    this.injected.push({ prefix, result, times });
+    return this;
+  }
+
+  // --- the table, as tests describe it --------------------------------------------------------
+
+  /** Registers a box: its files live in `home` while it is not mounted at `target`. */
+  box(target: string, home: string): this {
+    this.boxes.set(target, home);
+    return this;
+  }
+
+  async mountBox(target: string, source: string): Promise<this> {
+    const home = this.boxes.get(target);
+    if (home) {
+      await rm(target, { recursive: false, force: true }).catch(() => undefined);
+      await mkdir(home, { recursive: true });
+      await rename(home, target);
+    }
+    this.world.mounts.set(target, { target, source, fstype: 'fuse.sshfs', options: 'rw,nosuid,nodev,relatime,user_id=0,group_id=0' });
+    this.world.space.set(target, BOX_SPACE);
+    return this;
+  }
+
+  private async unmountBox(target: string): Promise<void> {
+    const home = this.boxes.get(target);
+    if (this.world.mounts.get(target)?.fstype === 'fuse.sshfs' && home) {
+      await rename(target, home);
+      await mkdir(target);
+    }
+    this.world.mounts.delete(target);
+    this.world.space.delete(target);
+  }
+
+  attach(file: string, o: { directIo?: boolean } = {}): string {
+    const name = `/dev/loop${this.nextLoop++}`;
+    this.world.loops.push({ name, backFile: file, directIo: o.directIo ?? false });
+    return name;
+  }
+
+  mountFs(mountPoint: string, source: string, options = 'rw,noatime'): this {
+    this.world.mounts.set(mountPoint, { target: mountPoint, source, fstype: 'ext4', options });
+    return this;
+  }
+
+  openMapping(name: string, image: string, o: { directIo?: boolean; keyLocation?: string } = {}): string {
+    const loop = this.attach(image, o);
+    this.world.mappings.set(name, { loop, backing: image, cipher: 'aes-xts-plain64', keyLocation: o.keyLocation ?? 'keyring' });
+    return loop;
+  }
+
+  ext4(device: string, uuid: string, geometry: Partial<Superblock> = {}): this {
+    this.world.signatures.set(device, { TYPE: 'ext4', UUID: uuid });
+    this.world.superblocks.set(device, { blockCount: 262144, blockSize: 4096, blocksPerGroup: 32768, inodesPerGroup: 8192, inodeSize: 256, uuid, state: 'clean', errorCount: 0, needsRecovery: false, ...geometry });
+    return this;
+  }
+
+  luksImage(image: string, keys: string[], uuid = '11111111-2222-4333-8444-555555555555'): this {
+    this.world.signatures.set(image, { TYPE: 'crypto_LUKS', UUID: uuid, VERSION: '2' });
+    this.world.luks.set(image, { info: { cipher: 'aes-xts-plain64', keySlots: keys.map((_, i) => String(i)), dataOffset: 16 * 1024 * 1024, sectorSize: 4096 }, keys });
+    return this;
+  }
+
+  loopOf(file: string): LoopDevice | undefined {
+    return this.world.loops.find((l) => l.backFile === file);
+  }
+
+  // --- probes -----------------------------------------------------------------------------------
+
+  readonly probes: Probes = {
+    mountAt: (path) => Promise.resolve(this.world.mounts.get(path)),
+    loops: () => Promise.resolve(this.world.loops.map((l) => ({ ...l }))),
+    file: async (path) => {
+      const known = this.world.files.get(path);
+      if (known) return known;
+      try {
+        const st = await stat(path);
+        return st.isFile() ? { sizeBytes: st.size, allocatedBytes: st.blocks * 512 } : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    signature: (path) => Promise.resolve({ ...(this.world.signatures.get(path) ?? {}) }),
+    space: (path) => {
+      const s = this.world.space.get(path);
+      if (s instanceof Error) return Promise.reject(s);
+      return s ? Promise.resolve(s) : Promise.reject(new Error(`cannot read the free space of ${path}`));
+    },
+    usage: (mp) => Promise.resolve(this.world.mounts.has(mp) ? { size: 10 * 1024 ** 3, used: 1024 ** 3, free: 9 * 1024 ** 3 } : undefined),
+    readsBack: (device) => Promise.resolve(this.world.unreadable.has(device) ? { ok: false as const, why: 'Input/output error' } : { ok: true as const }),
+    deviceBytes: (device) => Promise.resolve(this.world.deviceBytes.get(device)),
+    mapping: (name) => Promise.resolve(this.world.mappings.get(name)),
+    luksInfo: (image) => {
+      const l = this.world.luks.get(image);
+      return l ? Promise.resolve(l.info) : Promise.reject(new Error(`cryptsetup luksDump ${image}: not a LUKS device`));
+    },
+    testKey: (image, key) => {
+      const l = this.world.luks.get(image);
+      if (!l) return Promise.reject(new Error(`cryptsetup could not test the key on ${image} (exit 1): not a LUKS device`));
+      return Promise.resolve(l.keys.includes(keyText(key)) ? 'ok' : 'wrong');
+    },
+    superblock: (device) => {
+      const sb = this.world.superblocks.get(device);
+      return sb ? Promise.resolve({ ...sb }) : Promise.reject(new Error(`cannot read the ext4 superblock of ${device} (dumpe2fs -h): Bad magic number`));
+    },
+    hostKeys: () => Promise.resolve(this.world.hostKeys),
+    keyLogin: () => Promise.resolve({ ok: this.world.keyLogin, stderr: this.world.keyLogin ? '' : 'Permission denied (publickey)' }),
+    boxSpaceOverSftp: () => Promise.resolve(this.world.keyLogin ? { login: true, space: BOX_SPACE } : { login: false }),
+    remoteAllocated: () => Promise.resolve(this.world.remoteAllocated),
+    e2fsprogsVersion: () => Promise.resolve(this.world.e2fsprogs),
+    verifyTab: () => Promise.resolve({ parse: 0, errors: this.world.verifyErrors, report: this.world.verifyErrors ? '[E] bad line' : '' }),
+    publicKeyOf: () => Promise.resolve(this.world.publicKey),
+    holders: (mount) => Promise.resolve(this.world.holders.get(mount) ?? []),
+    sshfsPids: (target) => Promise.resolve(this.world.sshfsPids.get(target) ?? []),
+    canResizeOnline: () => Promise.resolve(this.world.canResizeOnline),
+  };
+
+  // --- commands ---------------------------------------------------------------------------------
+
+  async run(cmd: Cmd): Promise<CmdResult> {
+    if (!isWrite(cmd)) throw new Error(`a probe ran through the runner: ${formatCmd(cmd)} (probes answer from the table)`);
+    this.commands.push(cmd);
+    const inj = this.injected.find((i) => i.times > 0 && i.prefix.every((a, k) => cmd.argv[k] === a));
+    let result: CmdResult;
+    if (inj) {
+      inj.times--;
+      result = { exitCode: inj.result.exitCode ?? 1, stdout: inj.result.stdout ?? '', stderr: inj.result.stderr ?? '' };
+    } else {
+      result = await this.effect(cmd);
+    }
+    if (cmd.onStdoutLine && result.stdout) for (const line of result.stdout.replace(/\n$/, '').split('\n')) cmd.onStdoutLine(line);
+    if (result.exitCode !== 0 && !cmd.allowFail) throw new CommandError(formatCmd(cmd), result);
+    return result;
+  }
+
+  private async effect(cmd: Cmd): Promise<CmdResult> {
+    const ok: CmdResult = { exitCode: 0, stdout: '', stderr: '' };
+    const a = cmd.argv;
+    const last = a.at(-1) ?? '';
+    const w = this.world;
+    switch (a[0]) {
+      case 'sshfs': {
+        const fsname = (a[2] ?? '').split(',').find((o) => o.startsWith('fsname='))?.slice('fsname='.length);
+        if (!(a[2] ?? '').includes('password_stdin')) await this.mountBox(last, fsname ?? a[3] ?? '');
+        return ok;
+      }
+      case 'fusermount3':
+        await this.unmountBox(last);
+        return ok;
+      case 'mount': {
+        const [device, mp] = [a.at(-2) ?? '', last];
+        const opts = a[a.indexOf('-o') + 1] ?? '';
+        let source = device;
+        if (opts.split(',').includes('loop')) source = this.loopOf(device)?.name ?? this.attach(device);
+        this.mountFs(mp, source, `rw,${opts.split(',').filter((o) => o !== 'loop').join(',')}`);
+        return ok;
+      }
+      case 'umount': {
+        const m = w.mounts.get(last);
+        if (m?.fstype === 'fuse.sshfs') {
+          await this.unmountBox(last);
+          return ok;
+        }
+        w.mounts.delete(last);
+        // mount -o loop sets autoclear: the loop device goes with the unmount.
+        if (m?.source.startsWith('/dev/loop')) w.loops = w.loops.filter((l) => l.name !== m.source);
+        return ok;
+      }
+      case 'losetup':
+        if (a[1] === '--detach') w.loops = w.loops.filter((l) => l.name !== last);
+        if (a[1] === '--direct-io=on') {
+          const l = w.loops.find((x) => x.name === last);
+          if (!l) return { exitCode: 1, stdout: '', stderr: `losetup: ${last}: failed to set direct io: No such device` };
+          l.directIo = true;
+        }
+        return ok;
+      case 'cryptsetup':
+        return this.cryptsetup(cmd);
+      case 'truncate': {
+        const size = Number((a[1] ?? '').replace('--size=>', ''));
+        const f = w.files.get(last);
+        w.files.set(last, { sizeBytes: Math.max(size, f?.sizeBytes ?? 0), allocatedBytes: f?.allocatedBytes ?? 0 });
+        return ok;
+      }
+      case 'mkfs.ext4':
+        this.ext4(last, a[a.indexOf('-U') + 1] ?? '');
+        return ok;
+      case 'resize2fs': {
+        const sb = w.superblocks.get(last);
+        const size = w.files.get(last)?.sizeBytes ?? w.deviceBytes.get(last);
+        if (sb && size) sb.blockCount = Math.floor(size / sb.blockSize);
+        return ok;
+      }
+      default:
+        return ok;
+    }
+  }
+
+  private cryptsetup(cmd: Cmd): CmdResult {
+    const a = cmd.argv;
+    const w = this.world;
+    const ok: CmdResult = { exitCode: 0, stdout: '', stderr: '' };
+    if (a[1] === 'open') {
+      const [image, name] = [a.at(-2) ?? '', a.at(-1) ?? ''];
+      const l = w.luks.get(image);
+      const key = cmd.stdin === undefined ? '' : keyText({ kind: 'keyfile', bytes: Buffer.from(cmd.stdin), label: '' });
+      if (!l || !l.keys.includes(key)) return { exitCode: 2, stdout: '', stderr: 'No key available with this passphrase.' };
+      this.openMapping(name, image);
+      return ok;
+    }
+    if (a[1] === 'close') {
+      const m = w.mappings.get(a[2] ?? '');
+      w.mappings.delete(a[2] ?? '');
+      if (m) w.loops = w.loops.filter((x) => x.name !== m.loop);
+      return ok;
+    }
+    if (a[1] === 'luksFormat') {
+      const image = a.at(-1) ?? '';
+      this.luksImage(image, [keyText({ kind: 'keyfile', bytes: Buffer.from(cmd.stdin ?? ''), label: '' })]);
+      return ok;
+    }
+    return ok;
+  }
+}
