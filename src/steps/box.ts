@@ -1,11 +1,16 @@
 import type { Action } from '../core/action.js';
 import { EXIT, HbsError } from '../core/errors.js';
 import { dirState } from '../core/files.js';
+import { CommandError, formatCmd, type Cmd } from '../core/runner.js';
 import type { Step } from '../core/step.js';
 import { inspectBox } from '../lib/inspect.js';
 import { sshfsMountCmd, sshfsSource } from '../lib/ssh.js';
 import type { StepCtx } from './context.js';
 import { listHolders } from '../lib/holders.js';
+
+/** What ssh says when the connection itself could not be made (the network or DNS not up yet). */
+const TRANSIENT = /Connection refused|Network is unreachable|No route to host|Connection timed out|Temporary failure in name resolution|Could not resolve hostname|Connection reset|Connection closed by remote host/i;
+const RETRY_WAITS_MS = [2_000, 4_000, 8_000, 16_000];
 
 /** Whether hbs may mount on `path`: missing, or an empty directory. Throws naming what is in the way. */
 export async function assertMountable(path: string, what: string, flag: string): Promise<void> {
@@ -39,7 +44,25 @@ export const boxMountStep: Step<StepCtx> = {
     const s = ctx.stack;
     const actions: Action[] = [];
     if ((await dirState(s.boxMount)) === 'missing') actions.push({ kind: 'mkdir', path: s.boxMount, mode: 0o755 });
-    actions.push({ kind: 'run', cmd: sshfsMountCmd(s.conn, s.boxMount) });
+    const cmd: Cmd = { ...sshfsMountCmd(s.conn, s.boxMount), allowFail: true };
+    actions.push({
+      kind: 'run',
+      cmd,
+      // Right after boot the network (or the box's name) may not be there yet: a connection that
+      // cannot be made is tried again a few times, with a wait; anything else (a host key that does
+      // not match, a key refused) is an error at once.
+      then: async (r, runner) => {
+        let last = r;
+        for (const wait of RETRY_WAITS_MS) {
+          if (last.exitCode === 0) return;
+          if (!TRANSIENT.test(last.stderr)) break;
+          ctx.reporter.line(`the box is not reachable yet (${last.stderr.trim().split('\n').pop() ?? ''}); trying again in ${wait / 1000} s`);
+          await ctx.deps.sleep(wait);
+          last = await runner.run(cmd);
+        }
+        if (last.exitCode !== 0) throw new CommandError(formatCmd(cmd), last);
+      },
+    });
     return actions;
   },
   async verify(ctx) {

@@ -166,6 +166,27 @@ export interface FsckOptions<C extends StepCtx = StepCtx> {
   after?: readonly string[];
 }
 
+/**
+ * Whether ext4 must be checked before it is mounted: the kernel recorded errors in its superblock
+ * (a write failed underneath: the box ran full, the link dropped), it was not cleanly unmounted (a
+ * crash, a reboot with it mounted: the journal needs recovery), or its state is not "clean". A
+ * filesystem that is mounted already is never checked (e2fsck on a mounted filesystem destroys it).
+ */
+export async function fsckNeeded(ctx: StepCtx): Promise<Check | undefined> {
+  const s = ctx.stack;
+  const fs = await inspectFs(ctx.probe, s, await inspectBox(ctx.probe, s));
+  if (fs.state === 'up') return { done: true, detail: 'mounted: not checked' };
+  const sb = await ctx.probe.superblock(s.fs.device);
+  const why = [
+    ...(sb.errorCount > 0 ? [`the superblock records ${sb.errorCount} error${sb.errorCount === 1 ? '' : 's'}`] : []),
+    ...(sb.needsRecovery ? ['it was not unmounted cleanly (the journal needs recovery)'] : []),
+    ...(sb.state !== 'clean' && sb.errorCount === 0 ? [`its state is "${sb.state}"`] : []),
+  ];
+  if (why.length === 0) return { done: true, detail: 'clean (superblock: no errors, cleanly unmounted)' };
+  ctx.reporter.warn(`${s.fs.device}: ${why.join('; ')}: running e2fsck -p before mounting it`);
+  return undefined;
+}
+
 /** e2fsck's `-C 1` lines: "PASS CURRENT MAX DEVICE". */
 const PROGRESS = /^(\d) (\d+) (\d+)(?: |$)/;
 const PASSES = ['', 'inodes, blocks and sizes', 'directory structure', 'directory connectivity', 'reference counts', 'group summary'];

@@ -4,7 +4,7 @@ import type { Stack } from '../lib/stack.js';
 import { boxMountStep, boxUnmountStep } from './box.js';
 import type { StepCtx } from './context.js';
 import { cryptCloseStep, cryptOpenStep, keyStep, keyToOpen } from './crypt.js';
-import { directIoStep, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
+import { directIoStep, fsckNeeded, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
 import { imageVerifyStep } from './image.js';
 import { lockCheckStep, lockReleaseStep, lockTakeStep } from './lock.js';
 
@@ -14,14 +14,21 @@ import { lockCheckStep, lockReleaseStep, lockTakeStep } from './lock.js';
  * that needs the stack up or down composes them.
  */
 
-const repairFsck = fsckStep({
+const fsckOptions = {
   force: false,
   progress: false,
   leftAs: 'it stays unmounted',
-  hint: (device, log) => `run \`e2fsck -f ${device}\` by hand; the log is ${log}`,
-});
+  hint: (device: string, log: string) => `run \`e2fsck -f ${device}\` by hand (the log is ${log}), then \`hbs mount\` again`,
+};
+/** A filesystem with errors, or not cleanly unmounted, is never mounted without e2fsck -p first. */
+const fsckIfNeeded: Step<StepCtx> = {
+  ...fsckStep({ ...fsckOptions, skip: fsckNeeded }),
+  expect: () => Promise.resolve({ done: true, detail: 'its superblock is read once the image is reachable: e2fsck -p runs first if it records errors or an unclean unmount' }),
+};
+/** After a broken stack was taken down: always checked. */
+const repairFsck = fsckStep(fsckOptions);
 
-/** Box → (check image, lock, key) → lock → (open) → [e2fsck] → mount → direct I/O. */
+/** Box → (check image, lock, key) → lock → (open) → e2fsck when needed → mount → direct I/O. */
 export function upSteps(stack: Stack, o: { fsck?: boolean } = {}): Step<StepCtx>[] {
   return [
     boxMountStep,
@@ -30,7 +37,7 @@ export function upSteps(stack: Stack, o: { fsck?: boolean } = {}): Step<StepCtx>
     ...(stack.crypt ? [keyStep(keyToOpen)] : []),
     lockTakeStep,
     ...(stack.crypt ? [cryptOpenStep] : []),
-    ...(o.fsck ? [repairFsck] : []),
+    o.fsck ? repairFsck : fsckIfNeeded,
     fsMountStep,
     directIoStep,
   ];

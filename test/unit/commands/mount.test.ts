@@ -107,9 +107,43 @@ describe('hbs mount, plain image', () => {
     m.failNext(['e2fsck'], { exitCode: 4, stdout: 'filesystem.img: UNEXPECTED INCONSISTENCY; RUN fsck MANUALLY.\n' });
     const err = await rejection(mount());
     expect(err.message).toMatch(/e2fsck could not repair .* \(exit 4\); it stays unmounted/);
-    expect(err.hint).toMatch(/e2fsck -f .*filesystem\.img.* by hand; the log is .*logs\/fsck-/);
+    expect(err.hint).toMatch(/e2fsck -f .*filesystem\.img.* by hand \(the log is .*logs\/fsck-.*\), then `hbs mount` again/);
     expect(err.details).toContain('UNEXPECTED INCONSISTENCY');
     expect(m.ran.some((l) => l.startsWith('mount '))).toBe(false);
+  });
+
+  it('never mounts a filesystem whose superblock records errors without e2fsck -p first (the box ran full under it)', async () => {
+    await plainBox();
+    m.ext4(sb.image, UUID, { errorCount: 3, state: 'clean with errors' });
+    const io = testIo(m);
+    await mount({}, io);
+    const i = m.ran.findIndex((l) => l === `e2fsck -p ${sb.image}`);
+    expect(i).toBeGreaterThan(0);
+    expect(m.ran.findIndex((l) => l.startsWith('mount '))).toBeGreaterThan(i);
+    expect(io.reporter.lines.join('\n')).toContain('the superblock records 3 errors');
+  });
+
+  it('a filesystem not cleanly unmounted (a crash) gets e2fsck -p (journal recovery) before the mount', async () => {
+    await plainBox();
+    m.ext4(sb.image, UUID, { needsRecovery: true });
+    await mount();
+    expect(m.ran).toContain(`e2fsck -p ${sb.image}`);
+  });
+
+  it('e2fsck that cannot fix it alone: exit 1, not mounted, the command to run named', async () => {
+    await plainBox();
+    m.ext4(sb.image, UUID, { errorCount: 1, state: 'clean with errors' });
+    m.failNext(['e2fsck'], { exitCode: 4 });
+    const err = await rejection(mount());
+    expect(err.exitCode).toBe(EXIT.failed);
+    expect(err.hint).toContain(`e2fsck -f ${sb.image}`);
+    expect(m.ran.some((l) => l.startsWith('mount '))).toBe(false);
+  });
+
+  it('a clean filesystem is mounted without e2fsck', async () => {
+    await plainBox();
+    await mount();
+    expect(m.ran.some((l) => l.startsWith('e2fsck'))).toBe(false);
   });
 
   it('refuses while another machine holds the lock, naming it; the image is not attached', async () => {
@@ -178,10 +212,33 @@ describe('hbs mount, plain image', () => {
 
   it("a failed command's error carries the tail of its stderr (the reason)", async () => {
     await plainBox();
-    m.failNext(['sshfs'], { exitCode: 1, stderr: 'read: Connection reset by peer\n' });
+    m.failNext(['sshfs'], { exitCode: 1, stderr: 'u123456@u123456.your-storagebox.de: Permission denied (publickey).\n' });
     const err = await rejection(mount());
     expect(err.message).toMatch(/^Mount the box with sshfs: command failed \(exit 1\): sshfs /);
-    expect(err.details).toBe('read: Connection reset by peer');
+    expect(err.details).toBe('u123456@u123456.your-storagebox.de: Permission denied (publickey).');
+  });
+
+  it('a box not reachable yet (right after boot) is tried again with a wait; then it mounts', async () => {
+    await plainBox();
+    const waits: number[] = [];
+    m.failNext(['sshfs'], { exitCode: 1, stderr: 'ssh: connect to host u123456.your-storagebox.de port 23: Network is unreachable\n' }, 2);
+    await mount({}, testIo(m, { deps: { sleep: (ms) => Promise.resolve(void waits.push(ms)) } }));
+    expect(m.ran.filter((l) => l.startsWith('sshfs'))).toHaveLength(3);
+    expect(waits).toEqual([2000, 4000]);
+    expect(m.world.mounts.get(sb.mountPoint)?.fstype).toBe('ext4');
+  });
+
+  it('gives up after a few tries, with the reason; a refused host key is not tried again at all', async () => {
+    await plainBox();
+    m.failNext(['sshfs'], { exitCode: 1, stderr: 'ssh: Could not resolve hostname u123456.your-storagebox.de: Temporary failure in name resolution\n' }, 9);
+    const err = await rejection(mount());
+    expect(m.ran.filter((l) => l.startsWith('sshfs'))).toHaveLength(5);
+    expect(err.details).toContain('Temporary failure in name resolution');
+    const m2 = new FakeMachine().box(sb.boxMount, sb.boxHome);
+    m2.failNext(['sshfs'], { exitCode: 1, stderr: 'Host key verification failed.\n' }, 9);
+    const err2 = await rejection(mountCommand({ config: sb.config }, testIo(m2)));
+    expect(m2.ran).toHaveLength(1);
+    expect(err2.details).toBe('Host key verification failed.');
   });
 
   it('--dry-run prints every command it would run and runs none (golden)', async () => {
@@ -263,6 +320,16 @@ describe('hbs mount, encrypted image', () => {
     expect(err.message).toMatch(/not the ext4 UUID .* closed it again/);
     expect(m.ran.at(-1)).toBe('cryptsetup close hbs-filesystem');
     expect(m.world.mappings.size).toBe(0);
+  });
+
+  it('an encrypted filesystem with recorded errors is checked on the opened mapping before the mount', async () => {
+    await luksBox();
+    m.ext4('/dev/mapper/hbs-filesystem', UUID, { errorCount: 2 });
+    await mount({ luksKeyStdin: true }, testIo(m, { stdin: PASSPHRASE }));
+    const open = m.ran.findIndex((l) => l.startsWith('cryptsetup open'));
+    const fsck = m.ran.indexOf('e2fsck -p /dev/mapper/hbs-filesystem');
+    expect(fsck).toBeGreaterThan(open);
+    expect(m.ran.findIndex((l) => l.startsWith('mount '))).toBeGreaterThan(fsck);
   });
 
   it('--dry-run shows cryptsetup open with its stdin marker, asks nobody and reads no key (golden)', async () => {
