@@ -48,6 +48,8 @@ async function main(argv: string[]): Promise<number> {
     .option('--luks-pbkdf <kdf>', "with --encrypt: key derivation of the key slots: argon2id (cryptsetup's default), argon2i or pbkdf2")
     .option('--luks-iter-time <ms>', "with --encrypt: time to spend deriving each key, at least 100 ms (cryptsetup's default: 2000); less is cheaper for an attacker too")
     .option('--crypttab <path>', 'with --luks-unattended: crypttab to add the line that opens the image at boot to (default: /etc/crypttab)')
+    .option('--systemd-dir <dir>', 'where to put the systemd unit that brings the stack up at boot with the lock (default: /etc/systemd/system where systemd runs)')
+    .option('--no-systemd', 'no boot unit: the fstab (and crypttab) lines mount the stack at boot, without the lock')
     .option('--no-crypttab', 'with --luks-unattended: do not touch any crypttab (`hbs mount` still uses the kept key)')
     .option('-y, --yes', 'never ask; fail listing what is missing')
     .option('-n, --dry-run', 'print every change that would be made; make none')

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -32,6 +33,13 @@ export interface CommandIo {
   probes?: Probes;
   deps?: Deps;
   preflight?: PreflightDeps;
+  /** How to start this hbs again (node and the CLI): what the boot unit runs. */
+  self?: readonly string[];
+}
+
+/** This node and this CLI, as a boot unit must start them. */
+export function selfCommand(io: CommandIo): readonly string[] {
+  return io.self ?? [process.execPath, realpathSync(process.argv[1] ?? 'hbs')];
 }
 
 export interface CommonFlags {

@@ -12,6 +12,6 @@ export async function statusCommand(flags: CommonFlags, io: CommandIo): Promise<
   const ctx: StatusCtx = { ...stepCtx(stack, quiet, m), report: {} };
   await executor(quiet, m.runner, {}, '`hbs status` reads only; re-run it', m.deps).run(ctx, STATUS_STEPS);
   const r = ctx.report as Omit<StatusReport, 'healthy' | 'config'>;
-  const body = { box: r.box, image: r.image, filesystem: r.filesystem, fstab: r.fstab, lock: r.lock, encryption: r.encryption };
+  const body = { box: r.box, image: r.image, filesystem: r.filesystem, space: r.space, fstab: r.fstab, lock: r.lock, encryption: r.encryption, boot: r.boot };
   return { config: stack.configPath, healthy: isHealthy({ config: stack.configPath, ...body }), ...body };
 }

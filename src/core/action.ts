@@ -34,6 +34,8 @@ export type Action =
       validate?: { describe: string; run: (before: string, after: string) => Promise<void> };
     }
   | { kind: 'remove'; path: string; what?: string }
+  /** A symbolic link at `path` pointing to `target` (replacing a link there, never a file). */
+  | { kind: 'symlink'; path: string; target: string; what?: string }
   /** A change that needs more than commands and files (a temporary mount with a clean-up). Avoid. */
   | { kind: 'task'; describe: readonly string[]; run: (runner: Runner) => Promise<void> };
 
@@ -63,6 +65,8 @@ export function describeAction(a: Action): string[] {
           ];
     case 'remove':
       return [`rm ${a.path}${a.what ? `  (${a.what})` : ''}`];
+    case 'symlink':
+      return [`ln -sfn ${a.target} ${a.path}${a.what ? `  (${a.what})` : ''}`];
     case 'task':
       return [...a.describe];
   }

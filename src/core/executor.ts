@@ -1,4 +1,5 @@
-import { rm } from 'node:fs/promises';
+import { lstat, rm, symlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { describeAction, type Action } from './action.js';
 import { mergeBlock, removeBlock } from './block.js';
 import { EXIT, HbsError } from './errors.js';
@@ -115,6 +116,15 @@ export class Executor {
         log();
         await rm(a.path, { force: true });
         return;
+      case 'symlink': {
+        log();
+        await ensureDir(dirname(a.path), 0o755);
+        const st = await lstat(a.path).catch(() => undefined);
+        if (st && !st.isSymbolicLink()) throw new Error(`${a.path} exists and is not a symbolic link; hbs leaves it alone`);
+        if (st) await rm(a.path);
+        await symlink(a.target, a.path);
+        return;
+      }
       case 'task':
         await a.run(this.o.runner);
         return;

@@ -54,6 +54,12 @@ export const configSchema = z.object({
   fstab: z.string().nullable(),
   /** LUKS2 on the image (hbs init --encrypt); absent for a plain image, so older configs stay valid. */
   encryption: encryptionSchema.optional(),
+  /**
+   * How the stack comes up at boot: the systemd unit hbs-mount@<config>.service in this directory
+   * (the fstab and crypttab lines are then `noauto`), or null (--no-systemd: fstab mounts it, without
+   * the lock). Absent in configs written before it existed: as null.
+   */
+  systemd: z.object({ dir: z.string().min(1) }).nullable().optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -44,6 +44,9 @@ export interface Superblock extends FsGeometry {
   errorCount: number;
   /** The journal holds transactions not yet written home: the filesystem was not unmounted cleanly. */
   needsRecovery: boolean;
+  /** What the kernel recorded of the first and last error (where and when), when there were any. */
+  firstError?: { time?: string; function?: string; err?: string };
+  lastError?: { time?: string; function?: string; err?: string };
 }
 
 export const fsBytes = (g: FsGeometry): number => g.blockCount * g.blockSize;
@@ -63,7 +66,15 @@ export function parseDumpe2fs(text: string): Superblock | undefined {
     state: raw('Filesystem state') ?? 'unknown',
     errorCount: Number(raw('FS Error count') ?? 0) || 0,
     needsRecovery: features.includes('needs_recovery'),
+    ...errorInfo('First', raw),
+    ...errorInfo('Last', raw),
   };
+}
+
+function errorInfo(which: 'First' | 'Last', raw: (name: string) => string | undefined): Partial<Pick<Superblock, 'firstError' | 'lastError'>> {
+  const e = { time: raw(`${which} error time`), function: raw(`${which} error function`), err: raw(`${which} error err`) };
+  if (!e.time && !e.function && !e.err) return {};
+  return { [which === 'First' ? 'firstError' : 'lastError']: e };
 }
 
 /**

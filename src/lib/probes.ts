@@ -1,4 +1,4 @@
-import { rm, writeFile } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readOnly, type Runner } from '../core/runner.js';
 import { canResizeOnline } from './capability.js';
@@ -60,6 +60,8 @@ export interface Probes {
   sshfsPids(target: string): Promise<number[]>;
   /** Whether programs started here can hold CAP_SYS_RESOURCE (online resize); undefined: cannot tell. */
   canResizeOnline(): Promise<boolean | undefined>;
+  /** Whether systemd runs this machine (sd_booted: /run/systemd/system exists). */
+  systemdRunning(): Promise<boolean>;
 }
 
 export interface MountInfo {
@@ -224,5 +226,6 @@ export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Pro
     holders: (mount) => holdersOf(mount),
     sshfsPids: (target) => sshfsPidsFor(target),
     canResizeOnline,
+    systemdRunning: () => stat('/run/systemd/system').then((s) => s.isDirectory(), () => false),
   };
 }

@@ -37,6 +37,8 @@ export interface Stack {
   fstab: string | null;
   /** Where logs of repairs (e2fsck output) go: next to the config. */
   logDir: string;
+  /** The directory holding the systemd unit that brings the stack up at boot; null: fstab does (no lock). */
+  systemdDir: string | null;
 }
 
 export function knownHostsPath(configPath: string): string {
@@ -67,6 +69,7 @@ export function stackFromConfig(cfg: Config, configPath: string): Stack {
     lockPath: lockPathOf(image),
     fstab: cfg.fstab,
     logDir: join(dirname(configPath), 'logs'),
+    systemdDir: cfg.systemd?.dir ?? null,
   };
 }
 

@@ -45,10 +45,7 @@ export const lockCheckStep: Step<StepCtx> = {
   plan: () => Promise.resolve([]),
 };
 
-/**
- * This machine's lock next to the image: created only where there is none (O_EXCL), replaced when
- * ours (renewed: this process, now) or taken over.
- */
+/** This machine's lock next to the image: created only where there is none (O_EXCL), replaced when taken over; ours stays as it is. */
 export const lockTakeStep: Step<StepCtx> = {
   id: 'lock-take',
   title: 'Take the lock',
@@ -56,7 +53,8 @@ export const lockTakeStep: Step<StepCtx> = {
   async check(ctx) {
     const s = ctx.stack;
     const state = await readLock(s.lockPath, await ctx.deps.machineId());
-    return { done: false, detail: state.state === 'ours' ? `renewed (held by this machine since ${state.lock.time})` : s.lockPath };
+    if (state.state === 'ours' && !blockingLock(state, s.configPath)) return { done: true, detail: `held by this machine since ${state.lock.time}` };
+    return { done: false, detail: s.lockPath };
   },
   async plan(ctx) {
     const s = ctx.stack;

@@ -5,6 +5,9 @@ import { inspectStack, loopUnder, type StackLayers } from '../lib/inspect.js';
 import { readLock } from '../lib/lock.js';
 import type { StatusReport } from '../lib/status-report.js';
 import type { StepCtx } from './context.js';
+import { readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TEMPLATE, unitName, wantsLink } from '../lib/systemd.js';
 
 /**
  * `hbs status` as steps that only look, one per part of the report, run by the same executor as
@@ -50,6 +53,8 @@ const layersStep = probeStep<StatusCtx>('layers', 'Box, image and filesystem', a
     usedBytes: usage?.used ?? null,
     freeBytes: usage?.free ?? null,
     loopDirectIo: dio ?? null,
+    readOnly: layers.fs.readOnly ?? null,
+    errors: null,
   };
   return { done: true, detail: `box ${layers.box.state}, filesystem ${layers.fs.state}` };
 });
@@ -110,7 +115,63 @@ const encryptionStep = probeStep<StatusCtx>('encryption', 'Encryption', async (c
   return { done: true, detail: ctx.report.encryption.state };
 });
 
-export const STATUS_STEPS: readonly Step<StatusCtx>[] = [layersStep, fstabStep, lockStep, encryptionStep];
+/** Below this the box counts as full: ext4 cannot write a journal commit into it. */
+const NEARLY_FULL = 64 * 1024 * 1024;
+
+/** What the superblock records of failed writes, and the likely cause. */
+const errorsStep = probeStep<StatusCtx>('errors', 'Write errors', async (ctx) => {
+  const s = ctx.stack;
+  const fs = ctx.report.filesystem!;
+  const box = ctx.report.box!;
+  const readable = ctx.layers?.box.state === 'up' && (!s.crypt || ctx.layers.crypt?.state === 'open');
+  const device = fs.device ?? s.fs.device;
+  const sb = readable ? await ctx.probe.superblock(device).catch(() => undefined) : undefined;
+  if (!sb) return { done: true, detail: 'superblock not readable' };
+  const failed = sb.errorCount > 0 || fs.readOnly === true;
+  const cause = !failed
+    ? null
+    : box.freeBytes !== null && box.freeBytes < NEARLY_FULL
+      ? ('box-full' as const)
+      : box.state !== 'up' || !box.reachable
+        ? ('link-dropped' as const)
+        : ('io-errors' as const);
+  const at = (e: typeof sb.firstError) => (e ? { time: e.time ?? null, function: e.function ?? null } : null);
+  fs.errors = { count: sb.errorCount, first: at(sb.firstError), last: at(sb.lastError), cause };
+  return { done: true, detail: `${sb.errorCount} errors` };
+});
+
+/** Thin provisioning: can the box still hold what the filesystem believes it has free? */
+const spaceStep = probeStep<StatusCtx>('space', 'Space for what ext4 may still write', (ctx) => {
+  const box = ctx.report.box!;
+  const fs = ctx.report.filesystem!;
+  const image = ctx.report.image!;
+  if (box.freeBytes === null || fs.freeBytes === null) {
+    ctx.report.space = null;
+    return Promise.resolve({ done: true, detail: 'not known (box or filesystem not up)' });
+  }
+  const unallocated = image.sizeBytes !== null && image.allocatedBytes !== null ? Math.max(0, image.sizeBytes - image.allocatedBytes) : null;
+  const need = unallocated === null ? fs.freeBytes : Math.min(fs.freeBytes, unallocated);
+  const short = Math.max(0, need - box.freeBytes);
+  ctx.report.space = { boxFreeBytes: box.freeBytes, filesystemFreeBytes: fs.freeBytes, imageUnallocatedBytes: unallocated, mayStillNeedBytes: need, shortBytes: short, ok: short === 0 };
+  return Promise.resolve({ done: true, detail: short ? `${short} bytes short` : 'enough' });
+});
+
+/** The systemd unit that brings the stack up at boot. */
+const bootStep = probeStep<StatusCtx>('boot', 'Boot', async (ctx) => {
+  const s = ctx.stack;
+  if (!s.systemdDir) {
+    ctx.report.boot = { state: 'fstab', unit: null, path: null };
+    return { done: true, detail: 'fstab' };
+  }
+  const link = wantsLink(s.systemdDir, s.configPath);
+  const target = await readlink(link).catch(() => undefined);
+  const unit = join(s.systemdDir, TEMPLATE);
+  const enabled = target !== undefined && (await fileExists(unit));
+  ctx.report.boot = { state: enabled ? 'enabled' : 'missing', unit: unitName(s.configPath), path: link };
+  return { done: true, detail: ctx.report.boot.state };
+});
+
+export const STATUS_STEPS: readonly Step<StatusCtx>[] = [layersStep, fstabStep, lockStep, encryptionStep, errorsStep, spaceStep, bootStep];
 
 /** Healthy: every layer up, hbs's lock, the boot entries in place; for LUKS the mapping open and its header backed up. */
 export function isHealthy(r: Omit<StatusReport, 'healthy'>): boolean {
@@ -120,6 +181,9 @@ export function isHealthy(r: Omit<StatusReport, 'healthy'>): boolean {
     r.filesystem.state === 'up' &&
     (r.fstab.state === 'ok' || r.fstab.state === 'disabled') &&
     r.lock.state === 'ours' &&
+    (r.filesystem.errors?.count ?? 0) === 0 &&
+    r.space?.ok !== false &&
+    r.boot.state !== 'missing' &&
     (r.encryption === null || (r.encryption.state === 'open' && r.encryption.headerBackup.present && (r.encryption.crypttab?.present ?? true)))
   );
 }

@@ -21,7 +21,19 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
     `${'filesystem'.padEnd(11)} ${mark(r.filesystem.state === 'up', r.filesystem.state)} ${r.filesystem.detail}` +
       (r.filesystem.sizeBytes !== null ? ` — ${size(r.filesystem.sizeBytes)}, ${size(r.filesystem.usedBytes)} used, ${size(r.filesystem.freeBytes)} free` : '') +
       (r.filesystem.loopDirectIo === false ? c.yellow('; loop device without direct I/O (slower writes; `hbs mount` switches it on)') : ''),
+    ...(r.filesystem.errors && (r.filesystem.errors.count > 0 || r.filesystem.readOnly)
+      ? [`${'errors'.padEnd(11)} ${mark(false, 'FAILED')} ${writeErrors(r)}`]
+      : []),
+    ...(r.space
+      ? [
+          `${'space'.padEnd(11)} ${mark(r.space.ok, r.space.ok ? 'ok' : 'SHORT')} ` +
+            `ext4 may still write ${size(r.space.mayStillNeedBytes)} the box does not hold yet; the box has ${size(r.space.boxFreeBytes)} free` +
+            (r.space.ok ? '' : c.red(` — ${size(r.space.shortBytes)} short: writes will fail before ext4 is full (free space on the box, or snapshots there)`)),
+        ]
+      : []),
     `${'fstab'.padEnd(11)} ${mark(r.fstab.state === 'ok' || r.fstab.state === 'disabled', r.fstab.state)} ${r.fstab.detail}`,
+    `${'boot'.padEnd(11)} ${mark(r.boot.state !== 'missing', r.boot.state)} ` +
+      (r.boot.state === 'fstab' ? 'fstab mounts it at boot (no lock until `hbs mount`)' : `${r.boot.unit ?? ''} ${r.boot.state === 'enabled' ? 'enabled' : `NOT enabled (${r.boot.path ?? ''} missing; re-run \`hbs init\`)`}`),
     `${'lock'.padEnd(11)} ${mark(r.lock.state === 'ours', r.lock.state)} ` +
       (r.lock.hostname ? `${r.lock.hostname} (pid ${r.lock.pid}) since ${r.lock.time}` : r.lock.state === 'free' ? 'no machine holds the image' : 'box not readable'),
     ...(r.encryption
@@ -37,6 +49,14 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
     r.healthy ? c.green('healthy') : c.red('NOT healthy') + nextStep(r),
   ];
   return lines.join('\n');
+}
+
+/** Failed writes: how many, when, and the likely cause. */
+function writeErrors(r: StatusReport): string {
+  const e = r.filesystem.errors!;
+  const cause = { 'box-full': 'the box is full (its free space ran out under the image)', 'link-dropped': 'the link to the box dropped', 'io-errors': 'I/O errors under the filesystem' }[e.cause ?? 'io-errors'];
+  const when = e.last?.time ?? e.first?.time;
+  return `${e.count} write error${e.count === 1 ? '' : 's'} recorded${when ? ` (last ${when})` : ''}${r.filesystem.readOnly ? ', mounted read-only' : ''}: ${cause}. Data written since may be lost; \`hbs umount\` then \`hbs mount\` runs e2fsck`;
 }
 
 /** What to run about an unhealthy stack, when hbs can do it. */

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
 import { HBS, hbs, loopDioAt, teardown } from './helpers.js';
 import { Terminal, tmuxMissing } from './terminal.js';
-import type { StatusReport } from '../../src/lifecycle/status.js';
+import type { StatusReport } from '../../src/lib/status-report.js';
 
 const skip = await e2eUnavailable();
 if (skip) console.warn(`skipping end-to-end lifecycle tests: ${skip}`);

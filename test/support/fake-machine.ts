@@ -45,6 +45,7 @@ export interface World {
   canResizeOnline?: boolean;
   publicKey: string;
   verifyErrors: number;
+  systemd: boolean;
 }
 
 export const BOX_SPACE: BoxSpace = { totalBytes: 1024 ** 4, freeBytes: 900 * 1024 ** 3 };
@@ -69,6 +70,7 @@ export function emptyWorld(): World {
     canResizeOnline: true,
     publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample hbs@test\n',
     verifyErrors: 0,
+    systemd: false,
   };
 }
 
@@ -219,6 +221,7 @@ export class FakeMachine implements Runner {
     holders: (mount) => Promise.resolve(this.world.holders.get(mount) ?? []),
     sshfsPids: (target) => Promise.resolve(this.world.sshfsPids.get(target) ?? []),
     canResizeOnline: () => Promise.resolve(this.world.canResizeOnline),
+    systemdRunning: () => Promise.resolve(this.world.systemd),
   };
 
   // --- commands ---------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ import { newState, stackForInit, type InitCtx, type InitOptions } from '../../st
 import { assertCrypttabWritable } from '../../steps/init/crypttab.js';
 import { ExistingImageError } from '../../steps/init/image.js';
 import { LockHeldError } from '../../steps/lock.js';
-import { DRY_RUN_DONE, DRY_RUN_INTRO, machine, type CommandIo } from '../shared.js';
+import { DRY_RUN_DONE, DRY_RUN_INTRO, machine, selfCommand, type CommandIo } from '../shared.js';
+import { DEFAULT_SYSTEMD_DIR } from '../../lib/systemd.js';
+import type { Probes } from '../../lib/probes.js';
 import { checkGiven, completeAnswers, type GivenAnswers } from './answers.js';
 import { askExistingPassphrase, encryptionSummary, encryptOptionsFor, resolveEncryption, type EncryptFlags } from './encrypt.js';
 import { initStepsFor } from './steps.js';
@@ -40,6 +42,9 @@ export interface InitCliFlags extends EncryptFlags {
   adopt?: boolean;
   stealLock?: boolean;
   forceFormat?: boolean;
+  /** false: --no-systemd. */
+  systemd?: boolean;
+  systemdDir?: string;
   yes?: boolean;
   dryRun?: boolean;
   verbose?: boolean;
@@ -103,6 +108,26 @@ async function ensurePreflight(runner: Runner, io: CommandIo, prompter: Prompter
 
 const HINT = 're-run `hbs init` with the same answers: finished steps are skipped';
 
+/**
+ * Where the boot unit goes: --systemd-dir, or /etc/systemd/system where systemd runs this machine.
+ * Without systemd (or with --no-systemd) fstab mounts the stack at boot, without the lock.
+ */
+async function bootUnitFor(flags: InitCliFlags, probe: Probes, reporter: Reporter): Promise<InitOptions['systemd']> {
+  if (flags.systemd === false) {
+    if (flags.systemdDir !== undefined) throw new UsageError('--systemd-dir and --no-systemd exclude each other');
+    return null;
+  }
+  const running = await probe.systemdRunning();
+  if (flags.systemdDir !== undefined) {
+    if (flags.systemdDir === '') throw new UsageError('--systemd-dir needs a path');
+    const dir = resolve(flags.systemdDir);
+    return { dir, live: running && dir === DEFAULT_SYSTEMD_DIR };
+  }
+  if (running) return { dir: DEFAULT_SYSTEMD_DIR, live: true };
+  reporter.info('This machine does not run systemd: the fstab lines bring the stack up at boot (without the lock; `hbs mount` takes it). --systemd-dir writes the unit anyway.');
+  return null;
+}
+
 export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<void> {
   const env = io.env ?? process.env;
   const answers = given(flags);
@@ -123,6 +148,7 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
     forceFormat: Boolean(flags.forceFormat),
     formatConfirmed: false,
     sizeGiven: flags.size !== undefined,
+    systemd: await bootUnitFor(flags, m.probes, io.reporter),
   };
   const enc = await resolveEncryption(flags, { reporter: io.reporter, prompter, readStdin: io.readStdin ?? (() => Promise.resolve('')), env }, {
     image: opts.image,
@@ -183,6 +209,7 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
       password: reporter instanceof CapturingReporter ? undefined : password,
       luksKeys,
       state: { ...newState(), existingConfig },
+      hbsCommand: selfCommand(io),
     };
   };
   let takeover = false;

@@ -13,6 +13,7 @@ import { keyUploadStep } from '../../steps/init/key-upload.js';
 import { luksFormatStep } from '../../steps/init/luks.js';
 import { mkfsStep } from '../../steps/init/mkfs.js';
 import { sshKeyStep } from '../../steps/init/ssh-key.js';
+import { bootUnitStep } from '../../steps/init/systemd.js';
 import { targetsStep } from '../../steps/init/targets.js';
 import { lockCheckStep, lockTakeStep } from '../../steps/lock.js';
 
@@ -41,5 +42,6 @@ export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null }
     directIoStep,
     ...(o.encrypt?.unattendedKeyFile ? [crypttabStep] : []),
     fstabStep,
+    bootUnitStep,
   ];
 }

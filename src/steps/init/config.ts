@@ -29,6 +29,7 @@ export function buildConfig(ctx: InitCtx): Config {
     },
     filesystem: { mountPoint: o.mountPoint, mountOptions: s.fs.mountOptions },
     fstab: o.fstab,
+    systemd: o.systemd ? { dir: o.systemd.dir } : null,
     ...(o.encrypt
       ? {
           encryption: {

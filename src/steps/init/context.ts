@@ -53,6 +53,8 @@ export interface InitOptions {
   /** Whether --size was given (with --adopt it may be left out). */
   sizeGiven: boolean;
   encrypt?: EncryptOptions;
+  /** The systemd unit that brings the stack up at boot (`live`: this machine runs systemd there, so it is reloaded and started); null: --no-systemd. */
+  systemd: { dir: string; live: boolean } | null;
 }
 
 /** What init's steps learn and pass on. */
@@ -85,6 +87,8 @@ export interface InitCtx extends StepCtx {
   /** With --encrypt: the keys for the key slots of a new image (passphrase first, then the key file). Never logged. */
   luksKeys: LuksKey[];
   state: InitState;
+  /** How systemd starts hbs: this node and this CLI (ExecStart of the boot unit). */
+  hbsCommand: readonly string[];
 }
 
 export function newState(): InitState {
@@ -111,5 +115,6 @@ export function stackForInit(o: InitOptions): Stack {
     lockPath: lockPathOf(image),
     fstab: o.fstab,
     logDir: join(dirname(o.config), 'logs'),
+    systemdDir: o.systemd?.dir ?? null,
   };
 }

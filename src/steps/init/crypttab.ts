@@ -10,14 +10,15 @@ import type { InitCtx } from './context.js';
  * The line that opens the mapping at boot with the unattended key (see src/lib/crypttab.ts for what
  * systemd and Debian's scripts do with it); undefined when there is none to write.
  */
-export function crypttabEntry(o: Pick<InitOptions, 'encrypt' | 'boxMount' | 'image'>): CrypttabEntry | undefined {
+export function crypttabEntry(o: Pick<InitOptions, 'encrypt' | 'boxMount' | 'image' | 'systemd'>): CrypttabEntry | undefined {
   const e = o.encrypt;
   if (!e?.unattendedKeyFile || !e.crypttab) return undefined;
-  return { name: e.mapperName, source: `${o.boxMount}/${o.image}`, keyFile: e.unattendedKeyFile, options: CRYPTTAB_OPTIONS };
+  // With the systemd unit, it (hbs mount, with the kept key) opens the mapping; the line is `noauto`.
+  return { name: e.mapperName, source: `${o.boxMount}/${o.image}`, keyFile: e.unattendedKeyFile, options: [...(o.systemd ? ['noauto'] : []), ...CRYPTTAB_OPTIONS] };
 }
 
 /** Throws a usage error when the crypttab line cannot hold these paths; call before anything changes. */
-export function assertCrypttabWritable(o: Pick<InitOptions, 'encrypt' | 'boxMount' | 'image'>): void {
+export function assertCrypttabWritable(o: Pick<InitOptions, 'encrypt' | 'boxMount' | 'image' | 'systemd'>): void {
   const entry = crypttabEntry(o);
   const problems = entry ? crypttabProblems(entry) : [];
   if (problems.length) {

@@ -8,23 +8,29 @@ import { boxMountSource, sshfsMountOptions } from '../../lib/ssh.js';
 import type { Stack } from '../../lib/stack.js';
 import type { InitCtx } from './context.js';
 
-/** The two lines hbs manages: the box (sshfs), then the image (loop) that needs it. */
+/**
+ * The two lines hbs manages: the box (sshfs), then the image (loop) that needs it. With the systemd
+ * unit (the default) both are `noauto`: the unit brings the stack up at boot with the lock, and the
+ * lines stay as the record of what is mounted where (and for a mount by hand in an emergency, which
+ * takes no lock). Without it (--no-systemd) boot mounts them itself.
+ */
 export function fstabEntries(s: Stack): FstabEntry[] {
   const c = s.conn;
   const after = `x-systemd.requires-mounts-for=${s.boxMount}`;
+  const boot = s.systemdDir ? ['noauto'] : [];
   return [
     // `sshfs#…` with type fuse goes through mount.fuse3, which understands nofail and _netdev;
     // type fuse.sshfs would run sshfs directly, and sshfs 3.7 rejects `-o nofail` (measured).
-    { source: boxMountSource(c), target: s.boxMount, fstype: 'fuse', options: ['_netdev', 'nofail', 'noatime', ...sshfsMountOptions(c)] },
+    { source: boxMountSource(c), target: s.boxMount, fstype: 'fuse', options: [...boot, '_netdev', 'nofail', 'noatime', ...sshfsMountOptions(c)] },
     s.crypt
       ? {
           // The mapping needs a key: without --luks-unattended `hbs mount` opens it, so boot leaves it alone.
           source: s.crypt.device,
           target: s.fs.mountPoint,
           fstype: 'ext4',
-          options: [...(s.crypt.unattendedKeyFile ? [] : ['noauto']), '_netdev', 'nofail', ...s.fs.mountOptions, after],
+          options: [...(s.crypt.unattendedKeyFile && !s.systemdDir ? [] : ['noauto']), '_netdev', 'nofail', ...s.fs.mountOptions, after],
         }
-      : { source: s.image.path, target: s.fs.mountPoint, fstype: 'ext4', options: ['loop', '_netdev', 'nofail', ...s.fs.mountOptions, after] },
+      : { source: s.image.path, target: s.fs.mountPoint, fstype: 'ext4', options: [...boot, 'loop', '_netdev', 'nofail', ...s.fs.mountOptions, after] },
   ];
 }
 
