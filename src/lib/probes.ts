@@ -1,5 +1,5 @@
-import { rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { readOnly, type Runner } from '../core/runner.js';
 import { canResizeOnline } from './capability.js';
 import { parseDumpe2fs, type Superblock } from './ext4.js';
@@ -62,6 +62,13 @@ export interface Probes {
   canResizeOnline(): Promise<boolean | undefined>;
   /** Whether systemd runs this machine (sd_booted: /run/systemd/system exists). */
   systemdRunning(): Promise<boolean>;
+  /**
+   * What the kernel logged about failed writes to the filesystem with this UUID since it was last
+   * mounted from `devices` (its device, and for LUKS the loop device under it): I/O errors, an
+   * aborted journal, ext4 errors. The superblock learns of them only later (or never, when writing
+   * it fails too); the kernel log has them at once.
+   */
+  kernelErrors(devices: readonly string[], uuid: string): Promise<string[]>;
 }
 
 export interface MountInfo {
@@ -84,6 +91,18 @@ export interface FileFacts {
 }
 
 const PROBE_TIMEOUT = 30_000;
+
+/** The kernel's lines about failed writes to one of `names` (loop0, dm-1), after the filesystem `uuid` was last mounted from the first. */
+export function kernelErrorsIn(log: string, names: readonly string[], uuid: string): string[] {
+  const lines = log.split('\n');
+  const [fsDev] = names;
+  const mounted = lines.findLastIndex((l) => fsDev !== undefined && l.includes(`EXT4-fs (${fsDev}): mounted filesystem ${uuid}`));
+  if (mounted < 0) return [];
+  const about = (l: string): boolean =>
+    names.some((n) => l.includes(`dev ${n},`) || l.includes(`dev ${n} `) || l.includes(`(device ${n})`) || l.includes(`(${n})`) || l.includes(`device ${n}-`) || l.includes(`for ${n}-`));
+  const bad = /I\/O error|Aborting journal|EXT4-fs error|lost sync page write|potential data loss|Remounting filesystem read-only|Detected aborted journal/;
+  return lines.slice(mounted + 1).filter((l) => about(l) && bad.test(l)).map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, ''));
+}
 
 /** The probes, answered by running read-only commands. */
 export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Promise<string>): Probes {
@@ -227,5 +246,10 @@ export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Pro
     sshfsPids: (target) => sshfsPidsFor(target),
     canResizeOnline,
     systemdRunning: () => stat('/run/systemd/system').then((s) => s.isDirectory(), () => false),
+    async kernelErrors(devices, uuid) {
+      const names = await Promise.all(devices.map(async (d) => basename(await realpath(d).catch(() => d))));
+      const r = await run(['dmesg']);
+      return r.exitCode === 0 ? kernelErrorsIn(r.stdout, names, uuid) : [];
+    },
   };
 }

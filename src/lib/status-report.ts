@@ -22,7 +22,10 @@ export interface StatusReport {
      * last); null when the superblock cannot be read (box down, or encrypted and closed).
      */
     errors: {
+      /** Errors the superblock records (ext4's own count). */
       count: number;
+      /** What the kernel logged about failed writes since it was mounted (I/O errors, an aborted journal): the first and the last line, and how many. */
+      kernel: { lines: number; first: string | null; last: string | null };
       first: { time: string | null; function: string | null } | null;
       last: { time: string | null; function: string | null } | null;
       /** The likely cause, from what status can see: the box is (nearly) full, the link dropped, or other I/O errors. */

@@ -126,8 +126,12 @@ const errorsStep = probeStep<StatusCtx>('errors', 'Write errors', async (ctx) =>
   const readable = ctx.layers?.box.state === 'up' && (!s.crypt || ctx.layers.crypt?.state === 'open');
   const device = fs.device ?? s.fs.device;
   const sb = readable ? await ctx.probe.superblock(device).catch(() => undefined) : undefined;
-  if (!sb) return { done: true, detail: 'superblock not readable' };
-  const failed = sb.errorCount > 0 || fs.readOnly === true;
+  // Mounted: the kernel log since the mount (the superblock may not have heard of it yet).
+  const under = fs.device ? await loopUnder(ctx.probe, s, fs.device) : undefined;
+  const logged = fs.device && s.fs.uuid ? await ctx.probe.kernelErrors([fs.device, ...(under && under !== fs.device ? [under] : [])], s.fs.uuid) : [];
+  if (!sb && logged.length === 0) return { done: true, detail: 'superblock not readable' };
+  const count = sb?.errorCount ?? 0;
+  const failed = count > 0 || fs.readOnly === true || logged.length > 0;
   const cause = !failed
     ? null
     : box.freeBytes !== null && box.freeBytes < NEARLY_FULL
@@ -135,9 +139,15 @@ const errorsStep = probeStep<StatusCtx>('errors', 'Write errors', async (ctx) =>
       : box.state !== 'up' || !box.reachable
         ? ('link-dropped' as const)
         : ('io-errors' as const);
-  const at = (e: typeof sb.firstError) => (e ? { time: e.time ?? null, function: e.function ?? null } : null);
-  fs.errors = { count: sb.errorCount, first: at(sb.firstError), last: at(sb.lastError), cause };
-  return { done: true, detail: `${sb.errorCount} errors` };
+  const at = (e: { time?: string; function?: string } | undefined) => (e ? { time: e.time ?? null, function: e.function ?? null } : null);
+  fs.errors = {
+    count,
+    kernel: { lines: logged.length, first: logged[0] ?? null, last: logged.at(-1) ?? null },
+    first: at(sb?.firstError),
+    last: at(sb?.lastError),
+    cause,
+  };
+  return { done: true, detail: `${count} errors in the superblock, ${logged.length} in the kernel log` };
 });
 
 /** Thin provisioning: can the box still hold what the filesystem believes it has free? */
@@ -182,6 +192,7 @@ export function isHealthy(r: Omit<StatusReport, 'healthy'>): boolean {
     (r.fstab.state === 'ok' || r.fstab.state === 'disabled') &&
     r.lock.state === 'ours' &&
     (r.filesystem.errors?.count ?? 0) === 0 &&
+    (r.filesystem.errors?.kernel.lines ?? 0) === 0 &&
     r.space?.ok !== false &&
     r.boot.state !== 'missing' &&
     (r.encryption === null || (r.encryption.state === 'open' && r.encryption.headerBackup.present && (r.encryption.crypttab?.present ?? true)))

@@ -21,7 +21,7 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
     `${'filesystem'.padEnd(11)} ${mark(r.filesystem.state === 'up', r.filesystem.state)} ${r.filesystem.detail}` +
       (r.filesystem.sizeBytes !== null ? ` — ${size(r.filesystem.sizeBytes)}, ${size(r.filesystem.usedBytes)} used, ${size(r.filesystem.freeBytes)} free` : '') +
       (r.filesystem.loopDirectIo === false ? c.yellow('; loop device without direct I/O (slower writes; `hbs mount` switches it on)') : ''),
-    ...(r.filesystem.errors && (r.filesystem.errors.count > 0 || r.filesystem.readOnly)
+    ...(r.filesystem.errors && (r.filesystem.errors.count > 0 || r.filesystem.errors.kernel.lines > 0 || r.filesystem.readOnly)
       ? [`${'errors'.padEnd(11)} ${mark(false, 'FAILED')} ${writeErrors(r)}`]
       : []),
     ...(r.space
@@ -56,7 +56,12 @@ function writeErrors(r: StatusReport): string {
   const e = r.filesystem.errors!;
   const cause = { 'box-full': 'the box is full (its free space ran out under the image)', 'link-dropped': 'the link to the box dropped', 'io-errors': 'I/O errors under the filesystem' }[e.cause ?? 'io-errors'];
   const when = e.last?.time ?? e.first?.time;
-  return `${e.count} write error${e.count === 1 ? '' : 's'} recorded${when ? ` (last ${when})` : ''}${r.filesystem.readOnly ? ', mounted read-only' : ''}: ${cause}. Data written since may be lost; \`hbs umount\` then \`hbs mount\` runs e2fsck`;
+  const what = [
+    ...(e.count ? [`${e.count} error${e.count === 1 ? '' : 's'} in the superblock${when ? ` (last ${when})` : ''}`] : []),
+    ...(e.kernel.lines ? [`the kernel logged ${e.kernel.lines} failed write${e.kernel.lines === 1 ? '' : 's'} since the mount (last: ${e.kernel.last ?? ''})`] : []),
+    ...(r.filesystem.readOnly ? ['mounted read-only'] : []),
+  ];
+  return `${what.join('; ')}: ${cause}. Data written since may be lost; \`hbs umount\` then \`hbs mount\` runs e2fsck`;
 }
 
 /** What to run about an unhealthy stack, when hbs can do it. */

@@ -46,6 +46,8 @@ export interface World {
   publicKey: string;
   verifyErrors: number;
   systemd: boolean;
+  /** Kernel log lines about failed writes, per filesystem UUID. */
+  kernelErrors: Map<string, string[]>;
 }
 
 export const BOX_SPACE: BoxSpace = { totalBytes: 1024 ** 4, freeBytes: 900 * 1024 ** 3 };
@@ -71,6 +73,7 @@ export function emptyWorld(): World {
     publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample hbs@test\n',
     verifyErrors: 0,
     systemd: false,
+    kernelErrors: new Map(),
   };
 }
 
@@ -222,6 +225,7 @@ export class FakeMachine implements Runner {
     sshfsPids: (target) => Promise.resolve(this.world.sshfsPids.get(target) ?? []),
     canResizeOnline: () => Promise.resolve(this.world.canResizeOnline),
     systemdRunning: () => Promise.resolve(this.world.systemd),
+    kernelErrors: (_devices, uuid) => Promise.resolve(this.world.kernelErrors.get(uuid) ?? []),
   };
 
   // --- commands ---------------------------------------------------------------------------------
