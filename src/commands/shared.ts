@@ -68,7 +68,8 @@ export function defaultDeps(): Deps {
     machineId: readMachineId,
     pid: process.pid,
     uuid: () => randomUUID(),
-    mkTempDir: (prefix) => mkdtemp(join(tmpdir(), prefix)),
+    // The pid in the name: what a killed run leaves behind is recognised and cleaned up (steps/leftovers.ts).
+    mkTempDir: (prefix) => mkdtemp(join(tmpdir(), `${prefix}${process.pid}-`)),
     sleep: async (ms) => {
       await sleep(ms);
     },

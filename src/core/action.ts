@@ -33,7 +33,8 @@ export type Action =
       what: string;
       validate?: { describe: string; run: (before: string, after: string) => Promise<void> };
     }
-  | { kind: 'remove'; path: string; what?: string }
+  /** A file; or a directory: `dir` removes only an empty one (rmdir), `tree` one with what is in it. */
+  | { kind: 'remove'; path: string; what?: string; dir?: 'empty' | 'tree' }
   /** A symbolic link at `path` pointing to `target` (replacing a link there, never a file). */
   | { kind: 'symlink'; path: string; target: string; what?: string }
   /** A change that needs more than commands and files (a temporary mount with a clean-up). Avoid. */
@@ -64,7 +65,7 @@ export function describeAction(a: Action): string[] {
             ...a.lines.map((l) => `  | ${l}`),
           ];
     case 'remove':
-      return [`rm ${a.path}${a.what ? `  (${a.what})` : ''}`];
+      return [`${a.dir === 'empty' ? 'rmdir' : a.dir === 'tree' ? 'rm -r' : 'rm'} ${a.path}${a.what ? `  (${a.what})` : ''}`];
     case 'symlink':
       return [`ln -sfn ${a.target} ${a.path}${a.what ? `  (${a.what})` : ''}`];
     case 'task':

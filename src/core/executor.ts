@@ -1,4 +1,4 @@
-import { lstat, rm, symlink } from 'node:fs/promises';
+import { lstat, rm, rmdir, symlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { describeAction, type Action } from './action.js';
 import { mergeBlock, removeBlock } from './block.js';
@@ -114,7 +114,8 @@ export class Executor {
       }
       case 'remove':
         log();
-        await rm(a.path, { force: true });
+        if (a.dir === 'empty') await rmdir(a.path).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+        else await rm(a.path, { force: true, recursive: a.dir === 'tree' });
         return;
       case 'symlink': {
         log();

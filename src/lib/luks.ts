@@ -59,8 +59,8 @@ function keyed(key: LuksKey, argv: string[], extra: Partial<Cmd> = {}): Cmd {
 }
 
 /** luksFormat the image file (LUKS2, 4 KiB sectors are cryptsetup's choice for a file). */
-export function luksFormatCmd(image: string, key: LuksKey, kdf: KdfOptions = {}): Cmd {
-  return keyed(key, ['cryptsetup', 'luksFormat', '--batch-mode', '--type', 'luks2', ...kdfArgs(kdf), '--key-file', '-', image], { timeoutMs: 5 * 60_000 });
+export function luksFormatCmd(image: string, key: LuksKey, kdf: KdfOptions = {}, uuid?: string): Cmd {
+  return keyed(key, ['cryptsetup', 'luksFormat', '--batch-mode', '--type', 'luks2', ...kdfArgs(kdf), ...(uuid ? ['--uuid', uuid] : []), '--key-file', '-', image], { timeoutMs: 5 * 60_000 });
 }
 
 /** Adds a key file as a second slot; the existing key (stdin) authorises it. The new key file's path is not secret. */

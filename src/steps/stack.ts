@@ -21,8 +21,8 @@ const fsckOptions = {
   hint: (device: string, log: string) => `run \`e2fsck -f ${device}\` by hand (the log is ${log}), then \`hbs mount\` again`,
 };
 /** A filesystem with errors, or not cleanly unmounted, is never mounted without e2fsck -p first. */
-const fsckIfNeeded: Step<StepCtx> = {
-  ...fsckStep({ ...fsckOptions, skip: fsckNeeded }),
+export const fsckIfNeededStep: Step<StepCtx> = {
+  ...fsckStep({ ...fsckOptions, skip: fsckNeeded, after: ['box-mount', 'crypt-open', 'image', 'mkfs'] }),
   expect: () => Promise.resolve({ done: true, detail: 'its superblock is read once the image is reachable: e2fsck -p runs first if it records errors or an unclean unmount' }),
 };
 /** After a broken stack was taken down: always checked. */
@@ -37,7 +37,7 @@ export function upSteps(stack: Stack, o: { fsck?: boolean } = {}): Step<StepCtx>
     ...(stack.crypt ? [keyStep(keyToOpen)] : []),
     lockTakeStep,
     ...(stack.crypt ? [cryptOpenStep] : []),
-    o.fsck ? repairFsck : fsckIfNeeded,
+    o.fsck ? repairFsck : fsckIfNeededStep,
     fsMountStep,
     directIoStep,
   ];
@@ -68,14 +68,12 @@ export function downSteps(stack: Stack, o: DownOptions = {}): Step<StepCtx>[] {
  * mount. The lock is checked first while the box still answers; it is checked again once it is back.
  */
 export function repairSteps(stack: Stack, layers: StackLayers): Step<StepCtx>[] {
-  return [
-    ...(layers.box.state === 'up' ? [lockCheckStep] : []),
-    fsUnmountStep({ broken: true }),
-    ...(stack.crypt ? [cryptCloseStep] : []),
-    loopDetachStep,
-    boxUnmountStep,
-    ...upSteps(stack, { fsck: true }),
-  ];
+  return [...(layers.box.state === 'up' ? [lockCheckStep] : []), ...brokenDownSteps(stack), ...upSteps(stack, { fsck: true })];
+}
+
+/** A broken stack taken down whatever it takes: a dead box mount, a filesystem that lost it. */
+export function brokenDownSteps(stack: Stack): Step<StepCtx>[] {
+  return [fsUnmountStep({ broken: true }), ...(stack.crypt ? [cryptCloseStep] : []), loopDetachStep, boxUnmountStep];
 }
 
 /** Whether the stack needs the repair path before it can come up. */

@@ -21,6 +21,8 @@ import type { Probes } from '../../lib/probes.js';
 import { checkGiven, completeAnswers, type GivenAnswers } from './answers.js';
 import { askExistingPassphrase, encryptionSummary, encryptOptionsFor, resolveEncryption, type EncryptFlags } from './encrypt.js';
 import { initStepsFor } from './steps.js';
+import { inspectStack } from '../../lib/inspect.js';
+import { brokenDownSteps, isBroken } from '../../steps/stack.js';
 import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines, type ExistingImageIo } from './wizard.js';
 
 /** Raw flags as commander hands them over. */
@@ -213,7 +215,10 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
     };
   };
   let takeover = false;
-  const run = (ctx: InitCtx, ex: Executor): Promise<unknown> => ex.run(ctx, initStepsFor(opts));
+  // Killed mid-run, a run may leave a dead box mount (sshfs gone) under what it had mounted: taken
+  // down first, as `hbs mount` repairs it; the steps then bring it up again.
+  const run = async (ctx: InitCtx, ex: Executor): Promise<unknown> =>
+    ex.run(ctx, [...(isBroken(await inspectStack(ctx.probe, ctx.stack)) ? brokenDownSteps(ctx.stack) : []), ...initStepsFor(opts)]);
   const executorFor = (reporter: Reporter, asDryRun: boolean): Executor =>
     new Executor({ runner: real, reporter, dryRun: asDryRun, verbose: Boolean(flags.verbose), now: () => m.deps.now(), hint: HINT });
 

@@ -2,8 +2,9 @@ import type { Step } from '../../core/step.js';
 import { boxMountStep } from '../../steps/box.js';
 import { cryptOpenStep } from '../../steps/crypt.js';
 import { directIoStep, fsMountStep } from '../../steps/fs.js';
+import { fsckIfNeededStep } from '../../steps/stack.js';
 import { boxSpaceStep } from '../../steps/init/box-space.js';
-import { configStep } from '../../steps/init/config.js';
+import { configStep, intentDoneStep } from '../../steps/init/config.js';
 import type { InitCtx } from '../../steps/init/context.js';
 import { crypttabStep } from '../../steps/init/crypttab.js';
 import { fstabStep } from '../../steps/init/fstab.js';
@@ -16,6 +17,7 @@ import { sshKeyStep } from '../../steps/init/ssh-key.js';
 import { bootUnitStep } from '../../steps/init/systemd.js';
 import { targetsStep } from '../../steps/init/targets.js';
 import { lockCheckStep, lockTakeStep } from '../../steps/lock.js';
+import { leftoversStep } from '../../steps/leftovers.js';
 
 /**
  * `hbs init` as a list of steps. The order matters: nothing is written under the box mount before
@@ -26,6 +28,7 @@ import { lockCheckStep, lockTakeStep } from '../../steps/lock.js';
  */
 export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null } }): readonly Step<InitCtx>[] {
   return [
+    leftoversStep,
     targetsStep,
     hostKeyStep,
     sshKeyStep,
@@ -37,7 +40,9 @@ export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null }
     ...(o.encrypt ? [luksFormatStep, cryptOpenStep] : []),
     mkfsStep,
     configStep,
+    intentDoneStep,
     lockTakeStep,
+    fsckIfNeededStep,
     fsMountStep,
     directIoStep,
     ...(o.encrypt?.unattendedKeyFile ? [crypttabStep] : []),

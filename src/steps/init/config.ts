@@ -3,6 +3,8 @@ import { EXIT, HbsError } from '../../core/errors.js';
 import type { Check, Step } from '../../core/step.js';
 import { CONFIG_VERSION, serializeConfig, type Config } from '../../lib/config.js';
 import { FS_LABEL } from '../../lib/ext4.js';
+import { fileExists } from '../../core/files.js';
+import { intentPath } from '../../lib/intent.js';
 import type { InitCtx } from './context.js';
 
 /** Shown where the UUID of an adopted encrypted image goes in a dry-run that could not open it. */
@@ -68,4 +70,16 @@ export const configStep: Step<InitCtx> = {
       { kind: 'write', path: ctx.opts.config, content: serializeConfig(buildConfig(ctx)), mode: 0o600, how: 'atomic', show: true },
     ]);
   },
+};
+
+/** Once the config records the image, the record of what was about to be created has done its job. */
+export const intentDoneStep: Step<InitCtx> = {
+  id: 'intent-done',
+  title: 'Forget what was about to be created',
+  after: ['image'],
+  async check(ctx) {
+    return (await fileExists(intentPath(ctx.opts.config))) ? { done: false } : { done: true, detail: 'nothing left' };
+  },
+  expect: (ctx) => Promise.resolve<Check>(ctx.state.image.intent ? { done: false } : { done: true, detail: 'nothing left' }),
+  plan: (ctx) => Promise.resolve([{ kind: 'remove', path: intentPath(ctx.opts.config), what: 'the config records the image now' }]),
 };

@@ -6,6 +6,7 @@ import type { KdfOptions, LuksKey } from '../../lib/luks.js';
 import { mapperPath } from '../../lib/luks.js';
 import { knownHostsPath, type Stack } from '../../lib/stack.js';
 import type { StepCtx } from '../context.js';
+import type { Intent } from '../../lib/intent.js';
 
 /** `hbs init --encrypt`: which keys go into the LUKS2 key slots. The secrets are in InitCtx, not here. */
 export interface EncryptOptions {
@@ -69,6 +70,10 @@ export interface InitState {
     /** Size of an adopted image (its real size, whatever --size said). */
     sizeBytes?: number;
     adopted?: boolean;
+    /** What this run creates (or an earlier, interrupted one was creating): name, size, UUIDs. */
+    intent?: Intent;
+    /** The image is an earlier run's, half made: made anew. */
+    resume?: boolean;
   };
   mkfsExtended: string[];
   box?: { totalBytes: number; freeBytes: number };

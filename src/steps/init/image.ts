@@ -5,6 +5,8 @@ import { imagePath } from '../../lib/config.js';
 import { LUKS_TUNING } from '../../lib/ext4.js';
 import type { FileFacts } from '../../lib/probes.js';
 import { formatSize } from '../../lib/size.js';
+import { intentPath, intentText, isIntended, readIntent, type Intent } from '../../lib/intent.js';
+import { dirname } from 'node:path';
 import type { InitCtx } from './context.js';
 
 /** An image file is already where init would create one; the command layer may offer to adopt it. */
@@ -85,6 +87,14 @@ export const imageStep: Step<InitCtx> = {
     }
     const sig = await ctx.probe.signature(path);
     const prior = ctx.state.existingConfig;
+    const recordedHere = prior !== undefined && imagePath(prior) === path;
+    // Killed after the file was created and before the config recorded it: hbs's own, never used.
+    const intent = recordedHere ? undefined : await readIntent(ctx.opts.config);
+    if (intent && isIntended(intent, path, facts.sizeBytes, sig)) {
+      ctx.state.image.intent = intent;
+      ctx.state.image.resume = true;
+      return { done: false, detail: `finished: ${path} was created by an earlier \`hbs init\` that stopped before it was formatted (the record ${intentPath(ctx.opts.config)} says so); made anew` };
+    }
     if (sig.TYPE === 'crypto_LUKS') {
       // An encrypted image is never formatted again: its ext4 is behind a key this step does not hold.
       if (prior?.encryption && imagePath(prior) === path && ctx.opts.encrypt) {
@@ -142,11 +152,19 @@ export const imageStep: Step<InitCtx> = {
     if (size === undefined) throw new UsageError(`there is no image at ${path} to adopt, and without --size none is created`, 'check --image and --remote-path, or give --size');
     ctx.state.image.created = true;
     const erase: Action[] = [];
-    if (ctx.opts.forceFormat && ctx.opts.formatConfirmed && (await ctx.probe.file(path))) {
+    if (ctx.state.image.resume) {
+      // Made by hbs and never formatted (or half formatted): nothing in it can be lost.
+      erase.push({ kind: 'remove', path, what: 'half made by an earlier run of hbs init' });
+    } else if (ctx.opts.forceFormat && ctx.opts.formatConfirmed && (await ctx.probe.file(path))) {
       // Confirmed by typing the image name: the old file goes, a fresh sparse one takes its place.
       erase.push({ kind: 'remove', path, what: 'confirmed by typing its name' });
     }
+    // Recorded before the file exists: a run killed from here on is finished by the next one.
+    const intent: Intent = ctx.state.image.intent ?? { image: path, sizeBytes: size, uuid: ctx.deps.uuid(), ...(ctx.stack.crypt ? { luksUuid: ctx.deps.uuid() } : {}) };
+    ctx.state.image.intent = intent;
     return [
+      { kind: 'mkdir', path: dirname(ctx.opts.config), mode: 0o700 },
+      { kind: 'write', path: intentPath(ctx.opts.config), content: intentText(intent), mode: 0o600, how: 'atomic', show: true, what: 'what this run is about to create' },
       ...erase,
       // O_CREAT|O_EXCL: whatever appeared there meanwhile is never opened for writing.
       { kind: 'write', path, content: '', mode: 0o600, how: 'create', what: 'the sparse image' },

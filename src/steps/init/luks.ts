@@ -28,6 +28,13 @@ function keepKeyActions(keep: string, key: LuksKey): Action[] {
   ];
 }
 
+/** The unattended key file is there with exactly this key (an interrupted run wrote it); any other content stops the run: it is never written over. */
+async function keptAlready(path: string, key: LuksKey): Promise<boolean> {
+  if (!(await fileExists(path))) return false;
+  if (Buffer.from((await readKeyFile(path)).bytes).equals(Buffer.from(key.bytes))) return true;
+  throw new HbsError(`${path} exists already and holds another key`, EXIT.usage, 'move it away (hbs never overwrites a key file), then re-run');
+}
+
 function headerBackupActions(image: string, backup: string): Action[] {
   return [
     { kind: 'mkdir', path: dirname(backup), mode: 0o700 },
@@ -92,15 +99,20 @@ export const luksFormatStep: Step<InitCtx> = {
       const have = seen ? await adoptedFiles(ctx, e, image) : { backup: await fileExists(e.headerBackup), keep: !e.unattendedKeyFile || (await fileExists(e.unattendedKeyFile)) };
       return [...(have.backup ? [] : headerBackupActions(image, e.headerBackup)), ...(have.keep || !e.unattendedKeyFile ? [] : keepKeyActions(e.unattendedKeyFile, first))];
     }
+    const luksUuid = ctx.state.image.intent?.luksUuid;
+    const actions: Action[] = [];
     if (await fileExists(e.headerBackup)) {
-      // cryptsetup never overwrites a backup; an old one belongs to another header. Stop before the format.
-      throw new HbsError(`the header backup ${e.headerBackup} exists already (from another image?)`, EXIT.usage, 'move it away or pick another --luks-header-backup path');
+      // An interrupted run's backup of the header it was making is its own; any other is never overwritten (cryptsetup refuses anyway).
+      if (!luksUuid || (await ctx.probe.signature(e.headerBackup)).UUID !== luksUuid) {
+        throw new HbsError(`the header backup ${e.headerBackup} exists already (from another image?)`, EXIT.usage, 'move it away or pick another --luks-header-backup path');
+      }
+      actions.push({ kind: 'remove', path: e.headerBackup, what: 'the backup an interrupted run made of the header made anew now' });
     }
-    const actions: Action[] = [{ kind: 'run', cmd: luksFormatCmd(image, first, e.kdf) }];
+    actions.push({ kind: 'run', cmd: luksFormatCmd(image, first, e.kdf, luksUuid) });
     if (e.passphrase && e.keyFile) actions.push({ kind: 'run', cmd: luksAddKeyFileCmd(image, first, e.keyFile.path, e.kdf) });
     ctx.state.luks = { formatted: true };
     actions.push(...headerBackupActions(image, e.headerBackup));
-    if (e.unattendedKeyFile) actions.push(...keepKeyActions(e.unattendedKeyFile, first));
+    if (e.unattendedKeyFile && !(await keptAlready(e.unattendedKeyFile, first))) actions.push(...keepKeyActions(e.unattendedKeyFile, first));
     return actions;
   },
 };

@@ -34,7 +34,7 @@ export const mkfsStep: Step<InitCtx> = {
     }
     ctx.state.mkfsExtended = [...tuning.extended];
     ctx.stack.fs.mountOptions = ['noatime', ...tuning.mountOptions];
-    const uuid = ctx.deps.uuid();
+    const uuid = ctx.state.image.intent?.uuid ?? ctx.deps.uuid();
     ctx.stack.fs.uuid = uuid;
     // -e remount-ro: on I/O errors (a dropped link, a full box) ext4 stops writing instead of carrying
     // on, which limits the damage and shows the stack as broken; `hbs mount` then repairs it.
