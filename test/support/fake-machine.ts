@@ -109,7 +109,10 @@ export class FakeMachine implements Runner {
     return this.commands.map((c) => formatCmd(c));
   }
 
-  /** The next `times` commands starting with `prefix` answer with `result` (and change nothing). */
+  /**
+   * The next `times` commands starting with `prefix` answer with `result`: a failure (the default)
+   * changes nothing; an answer with exit 0 does what the command does, with the given output.
+   */
   failNext(prefix: readonly string[], result: Partial<CmdResult>, times = 1): this {
     this.injected.push({ prefix, result, times });
     return this;
@@ -266,6 +269,7 @@ export class FakeMachine implements Runner {
     if (inj) {
       inj.times--;
       result = { exitCode: inj.result.exitCode ?? 1, stdout: inj.result.stdout ?? '', stderr: inj.result.stderr ?? '' };
+      if (result.exitCode === 0) await this.effect(cmd);
     } else {
       result = await this.effect(cmd);
     }
