@@ -44,6 +44,8 @@ export interface World {
   holders: Map<string, Holder[]>;
   sshfsPids: Map<string, number[]>;
   canResizeOnline?: boolean;
+  /** Whether the kernel honours `losetup --direct-io=on` (else the device stays buffered, without an error). */
+  kernelDirectIo: boolean;
   publicKey: string;
   verifyErrors: number;
 }
@@ -70,6 +72,7 @@ export function emptyWorld(): World {
     holders: new Map(),
     sshfsPids: new Map(),
     canResizeOnline: true,
+    kernelDirectIo: true,
     publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample hbs@test\n',
     verifyErrors: 0,
   };
@@ -85,6 +88,8 @@ interface Injected {
   prefix: readonly string[];
   result: Partial<CmdResult>;
   times: number;
+  /** Whether the command still does what it does (an answer with exit 0, unless told otherwise). */
+  effect?: boolean;
 }
 
 export class FakeMachine implements Runner {
@@ -115,6 +120,12 @@ export class FakeMachine implements Runner {
    */
   failNext(prefix: readonly string[], result: Partial<CmdResult>, times = 1): this {
     this.injected.push({ prefix, result, times });
+    return this;
+  }
+
+  /** The next command starting with `prefix` exits 0 but changes nothing (a program that did not do its job). */
+  doNothingNext(prefix: readonly string[]): this {
+    this.injected.push({ prefix, result: { exitCode: 0 }, times: 1, effect: false });
     return this;
   }
 
@@ -269,7 +280,7 @@ export class FakeMachine implements Runner {
     if (inj) {
       inj.times--;
       result = { exitCode: inj.result.exitCode ?? 1, stdout: inj.result.stdout ?? '', stderr: inj.result.stderr ?? '' };
-      if (result.exitCode === 0) await this.effect(cmd);
+      if (result.exitCode === 0 && inj.effect !== false) await this.effect(cmd);
     } else {
       result = await this.effect(cmd);
     }
@@ -323,7 +334,7 @@ export class FakeMachine implements Runner {
         if (a[1] === '--direct-io=on') {
           const l = w.loops.find((x) => x.name === last);
           if (!l) return { exitCode: 1, stdout: '', stderr: `losetup: ${last}: failed to set direct io: No such device` };
-          l.directIo = true;
+          l.directIo = w.kernelDirectIo;
         }
         return ok;
       case 'cryptsetup':
