@@ -363,6 +363,22 @@ describe('hbs grow --dry-run, encrypted', () => {
     expect(m.ran).toEqual([]);
   });
 
+  it('a key file is still checked (read-only) in a dry-run: a wrong one fails as in a real run; the plan shows only the stdin marker', async () => {
+    await luksStack();
+    const wrong = join(sb.root, 'wrong.key');
+    const right = join(sb.root, 'right.key');
+    await writeFile(wrong, 'not it');
+    await writeFile(right, PASSPHRASE);
+    const e = await rejection(grow({ size: '3G', dryRun: true, luksKeyFile: wrong }, testIo(m)));
+    expect(e).toBeInstanceOf(WrongKeyError);
+    const io = testIo(m);
+    await grow({ size: '3G', dryRun: true, luksKeyFile: right }, io);
+    expect(io.reporter.lines).toContain(`• The key opens the image — key file ${right} opens ${sb.image} (checked; nothing changed)`);
+    expect(bangs(io)).toContain(RESIZE);
+    expect(text(io)).not.toContain(PASSPHRASE);
+    expect(m.ran).toEqual([]);
+  });
+
   it('fails like a real run when there would be no key', async () => {
     await luksStack({ mounted: false });
     const e = await rejection(grow({ size: '3G', dryRun: true }, testIo(m)));

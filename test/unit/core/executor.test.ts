@@ -171,7 +171,7 @@ describe('Executor: failures', () => {
 
   it('an HbsError goes up as it is; another error is named after its step; passThrough errors go up untouched', async () => {
     const { ex } = executor({ passThrough: (e) => e instanceof RangeError });
-    const failing = (err: unknown): Step<object> => ({ id: 'f', title: 'Failing', check: () => Promise.reject(err), plan: () => Promise.resolve([]) });
+    const failing = (err: Error): Step<object> => ({ id: 'f', title: 'Failing', check: () => Promise.reject(err), plan: () => Promise.resolve([]) });
     const own = new HbsError('the image is gone', EXIT.usage, 'its own hint');
     await expect(ex.run({}, [failing(own)])).rejects.toBe(own);
     const plain = (await ex.run({}, [failing(new Error('boom'))]).catch((e: unknown) => e)) as HbsError;

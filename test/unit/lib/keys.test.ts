@@ -78,7 +78,7 @@ describe('keySourceFor', () => {
     expect(empty.kind === 'read' && (await empty.read().catch((e: unknown) => e))).toBeInstanceOf(UsageError);
   });
 
-  it('a dry-run asks nobody and reads no stdin (`later`); a key file is still read to be checked', async () => {
+  it('a dry-run asks nobody and reads no stdin (`later`); a key file is still read to be checked', () => {
     let reads = 0;
     const o = { prompter: typing(), readStdinBytes: () => (reads++, Promise.resolve(Buffer.from('x'))), dryRun: true };
     expect(keySourceFor(IMAGE, {}, o).kind).toBe('later');

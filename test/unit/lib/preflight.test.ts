@@ -1,20 +1,19 @@
+import type * as fsPromises from 'node:fs/promises';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { requireReady } from '../../../src/commands/shared.js';
+import { EXIT, PreflightError } from '../../../src/core/errors.js';
+import { describeMissing, packagesFor, preflight, TOOLS, which, type PreflightCommand, type PreflightDeps } from '../../../src/lib/preflight.js';
 
 /** The programs this "machine" has: the only paths `access(X_OK)` accepts (whatever the real machine has). */
 const machine = vi.hoisted(() => ({ executables: new Set<string>() }));
+// Hoisted above the imports: preflight's `access` is this one.
 vi.mock('node:fs/promises', async (importOriginal) => {
-  const real = await importOriginal<typeof import('node:fs/promises')>();
+  const real = await importOriginal<typeof fsPromises>();
   return {
     ...real,
     access: (path: string) => (machine.executables.has(String(path)) ? Promise.resolve() : Promise.reject(Object.assign(new Error(`ENOENT: ${String(path)}`), { code: 'ENOENT' }))),
   };
 });
-
-const { requireReady } = await import('../../../src/commands/shared.js');
-const { EXIT, PreflightError } = await import('../../../src/core/errors.js');
-const { describeMissing, packagesFor, preflight, TOOLS, which } = await import('../../../src/lib/preflight.js');
-type PreflightDeps = import('../../../src/lib/preflight.js').PreflightDeps;
-type PreflightCommand = import('../../../src/lib/preflight.js').PreflightCommand;
 
 const BIN = '/opt/test/bin';
 const COMMANDS: PreflightCommand[] = ['init', 'mount', 'umount', 'grow'];
@@ -127,7 +126,7 @@ describe('describing what is missing', () => {
 
   it('a command stops with exit 3, naming what is missing and the apt-get line that brings it', async () => {
     install(...toolsOf('grow').filter((t) => t !== 'blockdev'));
-    const err = (await requireReady('grow', true, { reporter: { stepStart() {}, stepDone() {}, stepSkipped() {}, stepFailed() {}, line() {}, info() {}, warn() {} }, preflight: deps() }).catch((e: unknown) => e)) as InstanceType<typeof PreflightError>;
+    const err = (await requireReady('grow', true, { reporter: { stepStart() {}, stepDone() {}, stepSkipped() {}, stepFailed() {}, line() {}, info() {}, warn() {} }, preflight: deps() }).catch((e: unknown) => e)) as PreflightError;
     expect(err).toBeInstanceOf(PreflightError);
     expect(err.exitCode).toBe(EXIT.preflight);
     expect(err.message).toBe(
