@@ -62,7 +62,7 @@ export class Executor {
         r.stepSkipped(step.title, c.detail);
         return { id: step.id, title: step.title, status: 'already', detail: c.detail };
       }
-      const actions = await step.plan(ctx);
+      const actions = await step.plan(ctx, pending);
       if (this.o.dryRun) {
         for (const a of actions) for (const line of describeAction(a)) r.line(`! ${line}`);
         if (actions.length) this.planned.add(step.id);

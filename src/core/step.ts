@@ -18,7 +18,8 @@ export interface Step<C> {
   after?: readonly string[];
   check(ctx: C): Promise<Check>;
   expect?(ctx: C, pending: readonly string[]): Promise<Check>;
-  plan(ctx: C): Promise<Action[]>;
+  /** `pending`: the steps of `after` that a dry-run only planned (what the machine shows now is what they will change). */
+  plan(ctx: C, pending?: readonly string[]): Promise<Action[]>;
   verify?(ctx: C): Promise<void>;
 }
 

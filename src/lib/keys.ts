@@ -6,8 +6,9 @@ import { passphraseKey, readKeyFile, WrongKeyError, type LuksKey } from './luks.
 /**
  * Where the key of an existing encrypted image comes from — one answer for mount, grow and init
  * --adopt. A key read from a file or stdin cannot change, so a wrong one stops at once; a typed
- * passphrase may be typed again (three attempts). In a dry-run nobody is asked (`later`): the plan
- * shows the commands the key goes to, and a key given as a file is still checked (read-only).
+ * passphrase may be typed again (three attempts). In a dry-run nobody is asked and stdin is not read
+ * (`later`): the plan shows the commands the key goes to, and a key given as a file is still
+ * checked (read-only).
  */
 export type KeySource =
   | { kind: 'none' }
@@ -43,6 +44,8 @@ export function keySourceFor(
   if (flags.luksKeyStdin) {
     const read = o.readStdinBytes;
     if (!read) throw new UsageError('--luks-key-stdin: no stdin here');
+    // A dry-run leaves stdin unread: it holds no key from it (the plan shows the stdin marker).
+    if (o.dryRun) return { kind: 'later' };
     return {
       kind: 'read',
       read: async () => {

@@ -108,6 +108,8 @@ export const cryptOpenStep: Step<StepCtx> = {
 export const cryptCloseStep: Step<StepCtx> = {
   id: 'crypt-close',
   title: 'Close the encrypted image',
+  // Closing what this run opened (grow offline): a dry-run only planned the open, so it plans the close.
+  after: ['crypt-open'],
   async check(ctx) {
     if (ctx.found.lazy) return { done: true, detail: 'kept: the lazily detached filesystem still uses it' };
     const crypt = await inspectCrypt(ctx.probe, ctx.stack);

@@ -261,8 +261,9 @@ export const directIoStep: Step<StepCtx> = {
     const dev = (await ctx.probe.loops()).find((d) => d.name === loop);
     return dev?.directIo ? { done: true, detail: `on (${loop})` } : { done: false, detail: `switched on (${loop})` };
   },
-  async plan(ctx) {
-    const loop = (await loopOfMount(ctx)) ?? `<the loop device under ${ctx.stack.fs.mountPoint}>`;
+  async plan(ctx, pending = []) {
+    // After a mount that is only planned, what is mounted there now is not what the mount will use.
+    const loop = (pending.includes('fs-mount') ? undefined : await loopOfMount(ctx)) ?? `<the loop device under ${ctx.stack.fs.mountPoint}>`;
     return [
       {
         kind: 'run',

@@ -35,6 +35,7 @@ export interface World {
   mappings: Map<string, ActiveMapping>;
   luks: Map<string, LuksImage>;
   superblocks: Map<string, Superblock>;
+  /** Sizes of block devices (loop devices and mappings), as `blockdev --getsize64` shows them. */
   deviceBytes: Map<string, number>;
   hostKeys: HostKey[];
   keyLogin: boolean;
@@ -43,12 +44,16 @@ export interface World {
   holders: Map<string, Holder[]>;
   sshfsPids: Map<string, number[]>;
   canResizeOnline?: boolean;
+  /** Whether the kernel honours `losetup --direct-io=on` (else the device stays buffered, without an error). */
+  kernelDirectIo: boolean;
   publicKey: string;
   verifyErrors: number;
   systemd: boolean;
   /** Kernel log lines about failed writes, per filesystem UUID. */
   kernelErrors: Map<string, string[]>;
 }
+
+const RESIZE2FS_BANNER = 'resize2fs 1.47.0 (5-Feb-2023)\n';
 
 export const BOX_SPACE: BoxSpace = { totalBytes: 1024 ** 4, freeBytes: 900 * 1024 ** 3 };
 
@@ -70,6 +75,7 @@ export function emptyWorld(): World {
     holders: new Map(),
     sshfsPids: new Map(),
     canResizeOnline: true,
+    kernelDirectIo: true,
     publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample hbs@test\n',
     verifyErrors: 0,
     systemd: false,
@@ -87,6 +93,8 @@ interface Injected {
   prefix: readonly string[];
   result: Partial<CmdResult>;
   times: number;
+  /** Whether the command still does what it does (an answer with exit 0, unless told otherwise). */
+  effect?: boolean;
 }
 
 export class FakeMachine implements Runner {
@@ -101,15 +109,28 @@ export class FakeMachine implements Runner {
   readonly commands: Cmd[] = [];
   private readonly injected: Injected[] = [];
   private nextLoop = 0;
+  /** Loop devices attached without autoclear (by hand, or by cryptsetup): an unmount leaves them attached. */
+  private readonly manual = new Set<string>();
+  /** Filesystems e2fsck -f checked since they were last mounted (resize2fs wants that before an offline resize). */
+  private readonly checked = new Set<string>();
 
   /** The argv of every changing command, as one line each (for assertions). */
   get ran(): string[] {
     return this.commands.map((c) => formatCmd(c));
   }
 
-  /** The next `times` commands starting with `prefix` answer with `result` (and change nothing). */
+  /**
+   * The next `times` commands starting with `prefix` answer with `result`: a failure (the default)
+   * changes nothing; an answer with exit 0 does what the command does, with the given output.
+   */
   failNext(prefix: readonly string[], result: Partial<CmdResult>, times = 1): this {
     this.injected.push({ prefix, result, times });
+    return this;
+  }
+
+  /** The next command starting with `prefix` exits 0 but changes nothing (a program that did not do its job). */
+  doNothingNext(prefix: readonly string[]): this {
+    this.injected.push({ prefix, result: { exitCode: 0 }, times: 1, effect: false });
     return this;
   }
 
@@ -143,10 +164,28 @@ export class FakeMachine implements Runner {
     this.world.space.delete(target);
   }
 
-  attach(file: string, o: { directIo?: boolean } = {}): string {
+  /**
+   * Attaches a loop device to `file`; it takes the file's size (when the table knows it) until
+   * refreshed. `autoclear` (as `mount -o loop` sets it, the default here): it goes with the unmount.
+   */
+  attach(file: string, o: { directIo?: boolean; autoclear?: boolean } = {}): string {
     const name = `/dev/loop${this.nextLoop++}`;
     this.world.loops.push({ name, backFile: file, directIo: o.directIo ?? false });
+    if (o.autoclear === false) this.manual.add(name);
+    const size = this.world.files.get(file)?.sizeBytes;
+    if (size !== undefined) this.world.deviceBytes.set(name, size);
     return name;
+  }
+
+  /** Sets a file's apparent size in the table (a sparse image: `allocated` of it taken on the box). */
+  fileSize(path: string, sizeBytes: number, allocatedBytes = 0): this {
+    this.world.files.set(path, { sizeBytes, allocatedBytes });
+    return this;
+  }
+
+  /** What a path shows to blkid and dumpe2fs: a loop device shows its backing file. */
+  private content(path: string): string {
+    return this.world.loops.find((l) => l.name === path)?.backFile ?? path;
   }
 
   mountFs(mountPoint: string, source: string, options = 'rw,noatime'): this {
@@ -154,10 +193,20 @@ export class FakeMachine implements Runner {
     return this;
   }
 
+  /** Opens a mapping on `image` (through a new loop device); its size is the loop device's minus the LUKS2 header. */
   openMapping(name: string, image: string, o: { directIo?: boolean; keyLocation?: string } = {}): string {
-    const loop = this.attach(image, o);
+    const loop = this.attach(image, { ...o, autoclear: false });
     this.world.mappings.set(name, { loop, backing: image, cipher: 'aes-xts-plain64', keyLocation: o.keyLocation ?? 'keyring' });
+    this.sizeMapping(name);
     return loop;
+  }
+
+  /** The mapping takes its loop device's size, minus the header (cryptsetup open, cryptsetup resize). */
+  private sizeMapping(name: string): void {
+    const m = this.world.mappings.get(name);
+    const loopBytes = m?.loop ? this.world.deviceBytes.get(m.loop) : undefined;
+    const offset = m?.backing ? (this.world.luks.get(m.backing)?.info.dataOffset ?? 0) : 0;
+    if (loopBytes !== undefined) this.world.deviceBytes.set(`/dev/mapper/${name}`, loopBytes - offset);
   }
 
   ext4(device: string, uuid: string, geometry: Partial<Superblock> = {}): this {
@@ -191,7 +240,7 @@ export class FakeMachine implements Runner {
         return undefined;
       }
     },
-    signature: (path) => Promise.resolve({ ...(this.world.signatures.get(path) ?? {}) }),
+    signature: (path) => Promise.resolve({ ...(this.world.signatures.get(path) ?? this.world.signatures.get(this.content(path)) ?? {}) }),
     space: (path) => {
       const s = this.world.space.get(path);
       if (s instanceof Error) return Promise.reject(s);
@@ -211,7 +260,7 @@ export class FakeMachine implements Runner {
       return Promise.resolve(l.keys.includes(keyText(key)) ? 'ok' : 'wrong');
     },
     superblock: (device) => {
-      const sb = this.world.superblocks.get(device);
+      const sb = this.world.superblocks.get(device) ?? this.world.superblocks.get(this.content(device));
       return sb ? Promise.resolve({ ...sb }) : Promise.reject(new Error(`cannot read the ext4 superblock of ${device} (dumpe2fs -h): Bad magic number`));
     },
     hostKeys: () => Promise.resolve(this.world.hostKeys),
@@ -238,6 +287,7 @@ export class FakeMachine implements Runner {
     if (inj) {
       inj.times--;
       result = { exitCode: inj.result.exitCode ?? 1, stdout: inj.result.stdout ?? '', stderr: inj.result.stderr ?? '' };
+      if (result.exitCode === 0 && inj.effect !== false) await this.effect(cmd);
     } else {
       result = await this.effect(cmd);
     }
@@ -266,6 +316,7 @@ export class FakeMachine implements Runner {
         let source = device;
         if (opts.split(',').includes('loop')) source = this.loopOf(device)?.name ?? this.attach(device);
         this.mountFs(mp, source, `rw,${opts.split(',').filter((o) => o !== 'loop').join(',')}`);
+        this.checked.delete(this.content(source));
         return ok;
       }
       case 'umount': {
@@ -276,15 +327,21 @@ export class FakeMachine implements Runner {
         }
         w.mounts.delete(last);
         // mount -o loop sets autoclear: the loop device goes with the unmount.
-        if (m?.source.startsWith('/dev/loop')) w.loops = w.loops.filter((l) => l.name !== m.source);
+        if (m?.source.startsWith('/dev/loop') && !this.manual.has(m.source)) w.loops = w.loops.filter((l) => l.name !== m.source);
         return ok;
       }
       case 'losetup':
         if (a[1] === '--detach') w.loops = w.loops.filter((l) => l.name !== last);
+        if (a[1] === '--set-capacity') {
+          const l = w.loops.find((x) => x.name === last);
+          const size = l?.backFile ? w.files.get(l.backFile)?.sizeBytes : undefined;
+          if (!l) return { exitCode: 1, stdout: '', stderr: `losetup: ${last}: set capacity failed: No such device or address` };
+          if (size !== undefined) w.deviceBytes.set(last, size);
+        }
         if (a[1] === '--direct-io=on') {
           const l = w.loops.find((x) => x.name === last);
           if (!l) return { exitCode: 1, stdout: '', stderr: `losetup: ${last}: failed to set direct io: No such device` };
-          l.directIo = true;
+          l.directIo = w.kernelDirectIo;
         }
         return ok;
       case 'cryptsetup':
@@ -298,10 +355,19 @@ export class FakeMachine implements Runner {
       case 'mkfs.ext4':
         this.ext4(last, a[a.indexOf('-U') + 1] ?? '');
         return ok;
+      case 'e2fsck':
+        if (a.includes('-f')) this.checked.add(this.content(last));
+        return ok;
       case 'resize2fs': {
-        const sb = w.superblocks.get(last);
-        const size = w.files.get(last)?.sizeBytes ?? w.deviceBytes.get(last);
-        if (sb && size) sb.blockCount = Math.floor(size / sb.blockSize);
+        // To the end of its device: a block device as big as it is now, a file as big as it is.
+        const sb = w.superblocks.get(last) ?? w.superblocks.get(this.content(last));
+        const size = w.deviceBytes.get(last) ?? w.files.get(last)?.sizeBytes;
+        if (!sb) return { exitCode: 1, stdout: '', stderr: `resize2fs: Bad magic number in super-block while trying to open ${last}` };
+        const mounted = [...w.mounts.values()].some((mt) => mt.source === last);
+        // Online, the kernel grows it, and only with CAP_SYS_RESOURCE; offline, resize2fs wants a fresh e2fsck -f.
+        if (mounted && w.canResizeOnline === false) return { exitCode: 1, stdout: '', stderr: `${RESIZE2FS_BANNER}resize2fs: Permission denied to resize filesystem\n` };
+        if (!mounted && !this.checked.has(this.content(last))) return { exitCode: 1, stdout: '', stderr: `${RESIZE2FS_BANNER}Please run 'e2fsck -f ${last}' first.\n` };
+        if (size !== undefined) sb.blockCount = Math.max(sb.blockCount, Math.floor(size / sb.blockSize));
         return ok;
       }
       default:
@@ -325,6 +391,17 @@ export class FakeMachine implements Runner {
       const m = w.mappings.get(a[2] ?? '');
       w.mappings.delete(a[2] ?? '');
       if (m) w.loops = w.loops.filter((x) => x.name !== m.loop);
+      return ok;
+    }
+    if (a[1] === 'resize') {
+      // LUKS2 with its volume key in the kernel keyring unlocks a key slot again: the key on stdin.
+      const name = a.at(-1) ?? '';
+      const m = w.mappings.get(name);
+      if (!m) return { exitCode: 4, stdout: '', stderr: `Device ${name} is not active.` };
+      const l = m.backing ? w.luks.get(m.backing) : undefined;
+      const key = cmd.stdin === undefined ? undefined : keyText({ kind: 'keyfile', bytes: Buffer.from(cmd.stdin), label: '' });
+      if (m.keyLocation !== 'dm-crypt' && (key === undefined || !l?.keys.includes(key))) return { exitCode: 2, stdout: '', stderr: 'No key available with this passphrase.' };
+      this.sizeMapping(name);
       return ok;
     }
     if (a[1] === 'luksFormat') {

@@ -1,4 +1,4 @@
-import { CommandError, formatCmd, isWrite, type Cmd, type CmdResult, type Runner } from './runner.js';
+import { CommandError, formatCmd, isWrite, type Cmd, type CmdResult, type Runner } from '../../src/core/runner.js';
 
 /** What a test expects: the exact argv, and what the fake program answers. */
 export interface Expectation {

@@ -13,7 +13,7 @@ import { serializeConfig, type Config } from '../../src/lib/config.js';
 import { lockText, type Lock } from '../../src/lib/lock.js';
 import type { PreflightDeps } from '../../src/lib/preflight.js';
 import type { Deps } from '../../src/steps/context.js';
-import { FakeMachine } from './fake-machine.js';
+import type { FakeMachine } from './fake-machine.js';
 
 export const GiB = 1024 ** 3;
 export const USER = 'u123456';

@@ -1,13 +1,16 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mountCommand } from '../../../src/commands/mount.js';
 import { EXIT } from '../../../src/core/errors.js';
+import { LockHeldError } from '../../../src/steps/lock.js';
 import { FakeMachine } from '../../support/fake-machine.js';
 import { expectGolden } from '../../support/golden.js';
 import {
   BOX_SOURCE,
   encryptedConfig,
+  FIXED_NOW,
+  MACHINE_ID,
   makeConfig,
   otherLock,
   putOnBox,
@@ -43,6 +46,7 @@ async function plainBox(): Promise<void> {
   m.ext4(sb.image, UUID);
 }
 
+const SOURCE = 'u123456@u123456.your-storagebox.de:backup';
 const mount = (flags: Record<string, unknown> = {}, io = testIo(m)) => mountCommand({ config: sb.config, ...flags }, io);
 
 describe('hbs mount, plain image', () => {
@@ -341,5 +345,328 @@ describe('hbs mount, encrypted image', () => {
     expect(m.ran).toEqual([]);
     expect(p.asked).toEqual([]);
     await expectGolden('mount-encrypted-dry-run.txt', io.reporter.lines, sb.root);
+  });
+});
+
+describe('hbs mount: bringing the stack up (carried over from the old lifecycle tests)', () => {
+  it('creates both mount points (0755) and writes a lock naming this machine and this config', async () => {
+    await plainBox();
+    await mount();
+    expect((await stat(sb.boxMount)).mode & 0o777).toBe(0o755);
+    expect((await stat(sb.mountPoint)).mode & 0o777).toBe(0o755);
+    expect(await readLockFile(sb)).toEqual({ hostname: 'testhost', machineId: MACHINE_ID, pid: PID, time: FIXED_NOW.toISOString(), config: sb.config });
+    expect((await stat(sb.lock)).mode & 0o777).toBe(0o600);
+  });
+
+  it('box up, filesystem down: only the filesystem is mounted', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    const io = testIo(m);
+    await mount({}, io);
+    expect(m.ran).toEqual([`mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`, 'losetup --direct-io=on /dev/loop0']);
+    expect(io.reporter.lines).toContain(`• Mount the box with sshfs — already mounted: ${SOURCE} at ${sb.boxMount}`);
+  });
+
+  it('all up with our lock: nothing runs, the lock is renewed (this process, now) and nothing else is left on the box', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    await writeLock(sb, ourLock(sb));
+    m.mountFs(sb.mountPoint, m.attach(sb.image, { directIo: true }));
+    await mount();
+    expect(m.ran).toEqual([]);
+    expect(await readLockFile(sb)).toMatchObject({ pid: PID, time: FIXED_NOW.toISOString() });
+    expect((await readdir(sb.boxMount)).sort()).toEqual(['filesystem.img', 'filesystem.img.hbs-lock']);
+  });
+
+  it('a kernel that refuses direct I/O, loudly or silently: a warning, and the filesystem is mounted all the same', async () => {
+    await plainBox();
+    m.failNext(['losetup', '--direct-io=on'], { exitCode: 1, stderr: 'losetup: /dev/loop0: set direct io failed: Invalid argument\n' });
+    const io = testIo(m);
+    await mount({}, io);
+    expect(io.reporter.lines).toContain(
+      '! loop direct I/O could not be switched on (/dev/loop0: losetup: /dev/loop0: set direct io failed: Invalid argument); the filesystem works, writes go through the page cache',
+    );
+    expect(m.world.mounts.get(sb.mountPoint)?.source).toBe('/dev/loop0');
+
+    // Down again (as after `hbs umount`), then up with a kernel that keeps the loop device buffered.
+    m.world.mounts.delete(sb.mountPoint);
+    m.world.loops = [];
+    m.world.kernelDirectIo = false;
+    const again = testIo(m);
+    await mount({}, again);
+    expect(again.reporter.lines.join('\n')).toContain('loop direct I/O could not be switched on (/dev/loop1: the kernel kept buffered I/O)');
+    expect(m.world.mounts.has(sb.mountPoint)).toBe(true);
+  });
+
+  it('refuses a box mount directory with files in it (exit 2), without running sshfs', async () => {
+    await plainBox();
+    await mkdir(sb.boxMount);
+    await writeFile(join(sb.boxMount, 'local-file'), 'not the box');
+    const err = await rejection(mount());
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toContain(`box mount ${sb.boxMount} is a directory with files in it; hbs will not mount over them`);
+    expect(m.ran).toEqual([]);
+  });
+
+  it('fails when sshfs ran but the box did not come up', async () => {
+    await plainBox();
+    m.doNothingNext(['sshfs']);
+    const err = await rejection(mount());
+    expect(err.message).toBe(`the box did not come up at ${sb.boxMount}: ${sb.boxMount}: not mounted`);
+    expect(err.exitCode).toBe(EXIT.failed);
+    expect(m.ran.some((l) => l.startsWith('mount '))).toBe(false);
+  });
+
+  it('fails when mount ran but the filesystem cannot be read afterwards', async () => {
+    await plainBox();
+    m.world.unreadable.add('/dev/loop0');
+    const err = await rejection(mount());
+    expect(err.message).toBe(`the filesystem did not come up at ${sb.mountPoint}: reading /dev/loop0 fails: Input/output error`);
+  });
+});
+
+describe('hbs mount: refusals (carried over from the old lifecycle tests)', () => {
+  it('a box mount holding something else: exit 2, nothing changed', async () => {
+    await plainBox();
+    m.world.mounts.set(sb.boxMount, { target: sb.boxMount, source: 'server:/export', fstype: 'nfs4', options: 'rw' });
+    const err = await rejection(mount());
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toBe(`${sb.boxMount} holds server:/export (nfs4), not ${SOURCE}`);
+    expect(m.ran).toEqual([]);
+  });
+
+  it('a mount point holding another filesystem: exit 2, nothing changed', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    m.mountFs(sb.mountPoint, m.attach('/srv/other.img'));
+    const err = await rejection(mount());
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toBe(`${sb.mountPoint} holds /srv/other.img (ext4), not ${sb.image}`);
+    expect(m.ran).toEqual([]);
+  });
+
+  it('an image blkid does not recognise, or of another type: refused, no lock', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    m.world.signatures.delete(sb.image);
+    expect((await rejection(mount())).message).toContain(`(found no filesystem, expected ext4 UUID ${UUID})`);
+    m.world.signatures.set(sb.image, { TYPE: 'ext2', UUID });
+    expect((await rejection(mount())).message).toContain(`(found ext2 UUID ${UUID}, expected ext4 UUID ${UUID})`);
+    expect(await readLockFile(sb)).toBeUndefined();
+    expect(m.ran).toEqual([]);
+  });
+
+  it('no image on the box: refused, naming it', async () => {
+    await writeConfig(sb, makeConfig(sb));
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    const err = await rejection(mount());
+    expect(err.message).toBe(`the image ${sb.image} is not on the box`);
+    expect(err.hint).toMatch(/hbs status/);
+    expect(m.ran).toEqual([]);
+  });
+
+  it("another machine's lock is named in full: host, machine-id, pid, config, since when", async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    await writeLock(sb, otherLock);
+    const p = scriptedPrompter([]);
+    const err = await rejection(mount({}, testIo(m, { prompter: p })));
+    expect(err).toBeInstanceOf(LockHeldError);
+    expect((err as LockHeldError).holder).toBe('other-host (machine-id a1b2c3d4e5f6…, pid 4242, config /etc/hbs/config.json) since 2025-01-01T00:00:00.000Z');
+    // Without --steal-lock nobody is asked.
+    expect(p.asked).toEqual([]);
+  });
+
+  it("this machine's lock taken through another config: refused as well, left as it is", async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    const second = ourLock(sb, { config: '/etc/hbs/second.json' });
+    await writeLock(sb, second);
+    const err = await rejection(mount());
+    expect(err).toBeInstanceOf(LockHeldError);
+    expect((err as LockHeldError).holder).toContain('config /etc/hbs/second.json');
+    expect(await readLockFile(sb)).toEqual(second);
+    expect(m.ran).toEqual([]);
+  });
+
+  it('an unreadable lock: refused, not overwritten', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    await writeFile(sb.lock, 'garbage');
+    const err = await rejection(mount({ stealLock: true, yes: true }));
+    expect(err).not.toBeInstanceOf(LockHeldError);
+    expect(err.message).toBe(`cannot read the lock ${sb.lock}: ${sb.lock} is not JSON`);
+    expect(await readFile(sb.lock, 'utf8')).toBe('garbage');
+    expect(m.ran).toEqual([]);
+  });
+
+  it('without a config: a usage error pointing at hbs init', async () => {
+    const err = await rejection(mount({ config: `${sb.root}/nope.json` }));
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toBe(`no config at ${sb.root}/nope.json`);
+    expect(err.hint).toContain('hbs init');
+  });
+});
+
+describe('hbs mount --steal-lock (carried over from the old lifecycle tests)', () => {
+  async function heldByOther(): Promise<void> {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    await writeLock(sb, otherLock);
+  }
+  const HOLDER = 'other-host (machine-id a1b2c3d4e5f6…, pid 4242, config /etc/hbs/config.json) since 2025-01-01T00:00:00.000Z';
+
+  it('answered no: exit 130 with what was asked, nothing changed', async () => {
+    await heldByOther();
+    const p = scriptedPrompter([false]);
+    const err = await rejection(mount({ stealLock: true }, testIo(m, { prompter: p })));
+    expect(err.exitCode).toBe(EXIT.aborted);
+    expect(err.message).toBe('lock not taken over; nothing was changed');
+    expect(p.asked).toEqual([`${HOLDER} holds the lock. Mount here anyway? Only if that machine no longer has it mounted.`]);
+    expect(m.ran).toEqual([]);
+    expect(await readLockFile(sb)).toEqual(otherLock);
+  });
+
+  it('answered yes: the lock is taken over and the filesystem mounted', async () => {
+    await heldByOther();
+    const p = scriptedPrompter([true]);
+    const io = testIo(m, { prompter: p });
+    await mount({ stealLock: true }, io);
+    expect(p.asked).toHaveLength(1);
+    expect(m.ran).toEqual([`mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`, 'losetup --direct-io=on /dev/loop0']);
+    expect(await readLockFile(sb)).toMatchObject({ hostname: 'testhost', pid: PID });
+    expect(io.reporter.lines).toContain(`! taking over the lock held by ${HOLDER}`);
+  });
+
+  it('with --yes nobody is asked, even in a terminal', async () => {
+    await heldByOther();
+    const p = scriptedPrompter([]);
+    await mount({ stealLock: true, yes: true }, testIo(m, { prompter: p }));
+    expect(p.asked).toEqual([]);
+    expect(await readLockFile(sb)).toMatchObject({ pid: PID });
+  });
+
+  it('with --dry-run: prints the take-over and the mount, writes no lock', async () => {
+    await heldByOther();
+    const io = testIo(m);
+    await mount({ stealLock: true, yes: true, dryRun: true }, io);
+    expect(m.ran).toEqual([]);
+    const out = io.reporter.lines.join('\n');
+    expect(out).toContain(`taken over, as you confirmed`);
+    expect(out).toContain(`! write ${sb.lock} (this machine's lock) (mode 0600, 190 bytes, replacing it)`);
+    expect(out).toContain(`! mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`);
+    expect(await readLockFile(sb)).toEqual(otherLock);
+  });
+});
+
+describe('hbs mount: repairing a broken stack (carried over from the old lifecycle tests)', () => {
+  it('a refused unmount of the broken filesystem is detached lazily; the e2fsck log is private (0600 in a 0700 directory) and says it all', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    m.mountFs(sb.mountPoint, m.attach(sb.image));
+    m.world.space.set(sb.boxMount, new Error('Transport endpoint is not connected'));
+    m.failNext(['umount', sb.mountPoint], { exitCode: 32, stderr: `umount: ${sb.mountPoint}: target is busy.\n` });
+    const fsckOut = 'filesystem.img: Inode 12 extent tree could be narrower.  FIXED.\nfilesystem.img: 12/655360 files (0.0% non-contiguous)\n';
+    m.failNext(['e2fsck'], { exitCode: 1, stdout: fsckOut, stderr: 'warning\n' });
+    const io = testIo(m);
+    await mount({}, io);
+    expect(m.ran.slice(0, 2)).toEqual([`umount ${sb.mountPoint}`, `umount --lazy ${sb.mountPoint}`]);
+    expect(io.reporter.lines).toContain(`  umount failed (umount: ${sb.mountPoint}: target is busy.); detaching it lazily`);
+    const log = join(sb.configDir, 'logs', 'fsck-2025-01-02T03-04-05-678Z.log');
+    expect(await readFile(log, 'utf8')).toBe(`$ e2fsck -p ${sb.image}\nexit 1\n\n${fsckOut}\nwarning\n`);
+    expect((await stat(log)).mode & 0o777).toBe(0o600);
+    expect((await stat(join(sb.configDir, 'logs'))).mode & 0o777).toBe(0o700);
+    expect(io.reporter.lines).toContain(`  e2fsck: errors found and fixed (log: ${log})`);
+    expect(await readLockFile(sb)).toMatchObject({ pid: PID });
+  });
+
+  it('a filesystem that cannot be read on a live box: plain umount and fusermount3, e2fsck clean, no lazy detach', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    m.mountFs(sb.mountPoint, m.attach(sb.image));
+    m.world.unreadable.add('/dev/loop0');
+    const io = testIo(m);
+    await mount({}, io);
+    expect(io.reporter.lines).toContain('! the stack is broken: reading /dev/loop0 fails: Input/output error');
+    expect(m.ran.slice(0, 2)).toEqual([`umount ${sb.mountPoint}`, `fusermount3 -u ${sb.boxMount}`]);
+    expect(m.ran).toContain(`e2fsck -p ${sb.image}`);
+    expect(io.reporter.lines.join('\n')).toContain('e2fsck: clean');
+    expect(io.reporter.lines.some((l) => l.includes('lazily'))).toBe(false);
+  });
+
+  it('a dead box with nothing mounted on it: no umount of the filesystem; umount --lazy when fusermount3 fails with no sshfs left', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    m.world.space.set(sb.boxMount, new Error("stat: cannot read file system information: Transport endpoint is not connected"));
+    m.failNext(['fusermount3'], { exitCode: 1, stderr: 'fusermount3: entry not found in /etc/mtab' });
+    const io = testIo(m);
+    await mount({}, io);
+    expect(io.reporter.lines).toContain(`! the stack is broken: ${sb.boxMount} is mounted but does not answer (stat: cannot read file system information: Transport endpoint is not connected)`);
+    expect(m.ran.slice(0, 2)).toEqual([`fusermount3 -u ${sb.boxMount}`, `umount --lazy ${sb.boxMount}`]);
+    expect(m.ran.some((l) => l === `umount ${sb.mountPoint}`)).toBe(false);
+    expect(m.world.mounts.get(sb.mountPoint)?.source).toBe('/dev/loop0');
+  });
+
+  it('refuses to repair while another machine holds the lock (the box still answers), before changing anything', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    m.mountFs(sb.mountPoint, m.attach(sb.image), 'ro,noatime');
+    await writeLock(sb, otherLock);
+    const err = await rejection(mount());
+    expect(err).toBeInstanceOf(LockHeldError);
+    expect(m.ran).toEqual([]);
+  });
+});
+
+describe('hbs mount --dry-run (carried over from the old lifecycle tests)', () => {
+  it('with the box up, checks the image for real: a foreign image or lock is refused as in a real run', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    m.ext4(sb.image, OTHER_UUID);
+    expect((await rejection(mount({ dryRun: true }))).message).toContain(`found ext4 UUID ${OTHER_UUID}`);
+    m.ext4(sb.image, UUID);
+    await writeLock(sb, otherLock);
+    expect(await rejection(mount({ dryRun: true }))).toBeInstanceOf(LockHeldError);
+    expect(m.ran).toEqual([]);
+  });
+
+  it('with the box up: prints the lock and the mount, writes nothing', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    const io = testIo(m);
+    await mount({ dryRun: true }, io);
+    const bangs = io.reporter.lines.filter((l) => l.startsWith('  ! ') && !l.startsWith('  !   |'));
+    expect(bangs).toEqual([
+      `  ! write ${sb.lock} (this machine's lock) (mode 0600, 190 bytes, only if it does not exist)`,
+      `  ! mkdir -p -m 0755 ${sb.mountPoint}`,
+      `  ! mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`,
+      `  ! losetup --direct-io=on '<the loop device under ${sb.mountPoint}>'`,
+    ]);
+    expect(await readdir(sb.boxMount)).toEqual(['filesystem.img']);
+    await expect(stat(sb.mountPoint)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('of a repair: no e2fsck log and no renewed lock', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    m.mountFs(sb.mountPoint, m.attach(sb.image), 'ro,noatime');
+    await writeLock(sb, ourLock(sb));
+    await mount({ dryRun: true });
+    expect(m.ran).toEqual([]);
+    expect(await readLockFile(sb)).toEqual(ourLock(sb));
+    await expect(stat(join(sb.configDir, 'logs'))).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('hbs mount, encrypted (carried over from the old lifecycle tests)', () => {
+  it('a plain ext4 where the config says LUKS: refused before any key is asked', async () => {
+    await writeConfig(sb, encryptedConfig(sb));
+    await putOnBox(sb, 'filesystem.img');
+    m.ext4(sb.image, UUID);
+    const p = scriptedPrompter([]);
+    const err = await rejection(mount({}, testIo(m, { prompter: p })));
+    expect(err.message).toMatch(/is not a LUKS container \(found ext4 UUID .*\), but .* says it is encrypted/);
+    expect(p.asked).toEqual([]);
+    expect(m.ran.filter((l) => !l.startsWith('sshfs'))).toEqual([]);
   });
 });

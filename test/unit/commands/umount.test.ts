@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { umountCommand } from '../../../src/commands/umount.js';
+import { EXIT } from '../../../src/core/errors.js';
 import { FakeMachine } from '../../support/fake-machine.js';
 import { expectGolden } from '../../support/golden.js';
 import {
@@ -121,5 +122,89 @@ describe('hbs umount', () => {
     await umount({ dryRun: true }, io);
     expect(m.ran).toEqual([]);
     await expectGolden('umount-dry-run.txt', io.reporter.lines, sb.root);
+  });
+});
+
+describe('hbs umount (carried over from the old lifecycle tests)', () => {
+  it('detaches only the leftover loop devices of this image, not those of other files', async () => {
+    await upStack();
+    m.world.mounts.delete(sb.mountPoint);
+    const other = m.attach('/srv/other.img');
+    await umount();
+    expect(m.ran).toEqual(['losetup --detach /dev/loop0', `fusermount3 -u ${sb.boxMount}`]);
+    expect(m.world.loops.map((l) => l.name)).toEqual([other]);
+  });
+
+  it('busy with no holder in /proc (a kernel user): says so', async () => {
+    await upStack();
+    m.failNext(['umount', sb.mountPoint], { exitCode: 32, stderr: `umount: ${sb.mountPoint}: target is busy.` });
+    const err = await rejection(umount());
+    expect(err.message).toBe(`${sb.mountPoint} is busy; these processes hold it:\n  (none found in /proc: a kernel user such as a bind mount or NFS export)`);
+  });
+
+  it('an unmount that fails for another reason is an error with its message; --force does not make it lazy', async () => {
+    await upStack();
+    m.failNext(['umount', sb.mountPoint], { exitCode: 32, stderr: `umount: ${sb.mountPoint}: must be superuser to unmount.\n` });
+    const err = await rejection(umount({ force: true }));
+    expect(err.message).toBe(`unmounting ${sb.mountPoint} failed: umount: ${sb.mountPoint}: must be superuser to unmount.`);
+    expect(m.ran).toEqual([`sync --file-system ${sb.mountPoint}`, `umount ${sb.mountPoint}`]);
+    expect(m.world.mounts.has(sb.boxMount)).toBe(true);
+  });
+
+  it('only the box up: unmounts the box, releasing our lock', async () => {
+    await upStack();
+    m.world.mounts.delete(sb.mountPoint);
+    m.world.loops = [];
+    await umount();
+    expect(m.ran).toEqual([`fusermount3 -u ${sb.boxMount}`]);
+    expect(await readLockFile(sb)).toBeUndefined();
+  });
+
+  it('a broken stack: unmounts the filesystem, and the dead box lazily; the lock on it is not touched', async () => {
+    await upStack();
+    m.world.space.set(sb.boxMount, new Error('Transport endpoint is not connected'));
+    m.world.sshfsPids.set(sb.boxMount, [4711]);
+    m.failNext(['fusermount3'], { exitCode: 1, stderr: 'fusermount3: failed to unmount: Device or resource busy' });
+    const io = testIo(m);
+    await umount({}, io);
+    expect(m.ran).toEqual([`sync --file-system ${sb.mountPoint}`, `umount ${sb.mountPoint}`, `fusermount3 -u ${sb.boxMount}`, 'kill -KILL 4711', `umount --lazy ${sb.boxMount}`]);
+    expect(io.reporter.lines).toContain('  stop the hung sshfs process 4711');
+    expect(m.world.mounts.size).toBe(0);
+    expect(await readLockFile(sb)).toMatchObject({ pid: 111 });
+  });
+
+  it('a live box that fusermount3 cannot unmount: an error with its message and who holds it', async () => {
+    await upStack();
+    m.world.holders.set(sb.boxMount, [{ pid: 99, command: 'bash', via: 'cwd' }]);
+    m.failNext(['fusermount3'], { exitCode: 1, stderr: `fusermount3: failed to unmount ${sb.boxMount}: Device or resource busy\n` });
+    const err = await rejection(umount());
+    expect(err.message).toBe(`${sb.boxMount} is busy: fusermount3: failed to unmount ${sb.boxMount}: Device or resource busy\n  pid 99 (cwd): bash`);
+    expect(m.world.mounts.has(sb.boxMount)).toBe(true);
+  });
+
+  it('leaves a foreign filesystem at the mount point alone, still unmounting the box', async () => {
+    await upStack();
+    m.mountFs(sb.mountPoint, '/dev/sdb1');
+    m.world.loops = [];
+    const io = testIo(m);
+    await umount({}, io);
+    expect(io.reporter.lines).toContain(`! leaving ${sb.mountPoint} alone: ${sb.mountPoint} holds /dev/sdb1 (ext4), not ${sb.image}`);
+    expect(m.ran).toEqual([`fusermount3 -u ${sb.boxMount}`]);
+    expect(m.world.mounts.get(sb.mountPoint)?.source).toBe('/dev/sdb1');
+  });
+
+  it('leaves a foreign box mount alone', async () => {
+    await writeConfig(sb, makeConfig(sb));
+    m.world.mounts.set(sb.boxMount, { target: sb.boxMount, source: 'server:/export', fstype: 'nfs4', options: 'rw' });
+    const io = testIo(m);
+    await umount({}, io);
+    expect(m.ran).toEqual([]);
+    expect(io.reporter.lines).toContain(`! leaving ${sb.boxMount} alone: ${sb.boxMount} holds server:/export (nfs4), not u123456@u123456.your-storagebox.de:backup`);
+  });
+
+  it('without a config: a usage error', async () => {
+    const err = await rejection(umount({ config: `${sb.root}/nope.json` }));
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toBe(`no config at ${sb.root}/nope.json`);
   });
 });

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HbsError } from '../../src/core/errors.js';
-import { CONFIG_VERSION, configSchema, imagePath, readConfig, serializeConfig, type Config } from '../../src/lib/config.js';
+import { HbsError } from '../../../src/core/errors.js';
+import { CONFIG_VERSION, configSchema, imagePath, readConfig, serializeConfig, type Config } from '../../../src/lib/config.js';
 
 const valid = (): Config => ({
   version: 1,

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { EXIT, UsageError } from '../../src/core/errors.js';
-import { capSysResourceFromStatus } from '../../src/grow/capability.js';
-import { covers, parseDumpe2fs } from '../../src/grow/geometry.js';
-import { describeRequest, parseGrowSize, targetBytes } from '../../src/grow/size-request.js';
+import { describeRequest, parseGrowSize, targetBytes } from '../../../src/commands/grow/size-request.js';
+import { EXIT, UsageError } from '../../../src/core/errors.js';
+import { capSysResourceFromStatus } from '../../../src/lib/capability.js';
+import { covers, parseDumpe2fs } from '../../../src/lib/ext4.js';
 
 const GiB = 1024 ** 3;
 
@@ -56,7 +56,7 @@ describe('filesystem geometry', () => {
   const out = 'dumpe2fs 1.47.0\nFilesystem volume name:   x\nBlock count:              786432\nReserved block count:     0\nBlock size:               4096\nBlocks per group:         32768\n';
 
   it('reads block count, block size and blocks per group from dumpe2fs -h', () => {
-    expect(parseDumpe2fs(out)).toEqual({ blockCount: 786432, blockSize: 4096, blocksPerGroup: 32768 });
+    expect(parseDumpe2fs(out)).toEqual({ blockCount: 786432, blockSize: 4096, blocksPerGroup: 32768, uuid: undefined, state: 'unknown', errorCount: 0, needsRecovery: false });
     expect(parseDumpe2fs('Block count: 12\n')).toBeUndefined();
   });
 

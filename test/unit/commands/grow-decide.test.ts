@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { EXIT, UsageError } from '../../src/core/errors.js';
-import type { GrowFacts } from '../../src/grow/context.js';
-import { decideGrow } from '../../src/grow/decide.js';
-import { parseGrowSize } from '../../src/grow/size-request.js';
+import { decideGrow } from '../../../src/commands/grow/decide.js';
+import { parseGrowSize } from '../../../src/commands/grow/size-request.js';
+import { EXIT, UsageError } from '../../../src/core/errors.js';
+import type { GrowFacts } from '../../../src/steps/grow.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
 function facts(over: { file?: number; allocated?: number | null; fsBlocks?: number; device?: string; free?: number; total?: number; cap?: boolean }): GrowFacts {
   return {
-    image: '/srv/box/filesystem.img',
     file: { sizeBytes: over.file ?? GiB, allocatedBytes: over.allocated === null ? undefined : (over.allocated ?? 5 * MiB) },
     fs: { blockCount: over.fsBlocks ?? GiB / 4096, blockSize: 4096, blocksPerGroup: 32768 },
     device: over.device,
@@ -126,7 +125,7 @@ describe('decideGrow, encrypted (LUKS2)', () => {
       ...f,
       payloadOffset: OFFSET,
       fs: over.fsBlocks === null || !open ? undefined : { blockCount: over.fsBlocks ?? (file - OFFSET) / 4096, blockSize: 4096, blocksPerGroup: 32768 },
-      crypt: { name: 'hbs-x', mapper: '/dev/mapper/hbs-x', open, mapperBytes: open ? (over.mapper ?? file - OFFSET) : undefined, resizeNeedsKey: over.keyring ?? true },
+      crypt: { open, loop: open ? '/dev/loop5' : undefined, mapperBytes: open ? (over.mapper ?? file - OFFSET) : undefined, resizeNeedsKey: over.keyring ?? true },
     };
   };
 

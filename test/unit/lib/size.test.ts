@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatSize, parseSize } from '../../src/lib/size.js';
+import { formatSize, parseSize } from '../../../src/lib/size.js';
 
 function bytesOf(input: string): number {
   const r = parseSize(input);

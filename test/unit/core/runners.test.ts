@@ -1,9 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { DryRunRunner } from '../../src/core/dry-run-runner.js';
-import { RealRunner } from '../../src/core/real-runner.js';
-import { RecordingRunner } from '../../src/core/recording-runner.js';
-import { CommandError, formatCmd, isWrite, quoteArg, redact } from '../../src/core/runner.js';
+import { RealRunner } from '../../../src/core/real-runner.js';
+import { CommandError, formatCmd, isWrite, quoteArg, redact } from '../../../src/core/runner.js';
+import { RecordingRunner } from '../../support/recording-runner.js';
 
 /** What a run rejects with. */
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -73,13 +72,13 @@ describe('quoteArg / formatCmd / redact', () => {
   });
 });
 
+/** The scripted runner of the probe tests (test/support/recording-runner.ts). */
 describe('RecordingRunner', () => {
   it('answers expected commands in order and records every call', async () => {
     const r = new RecordingRunner([
       { argv: ['findmnt', '-J'], stdout: '{}', write: false },
       { argv: ['mkdir', '-p', '/x'], stderr: 'warn', exitCode: 0 },
     ]);
-    expect(r.dryRun).toBe(false);
     await expect(r.run({ argv: ['findmnt', '-J'], write: false })).resolves.toEqual({ exitCode: 0, stdout: '{}', stderr: '' });
     await expect(r.run({ argv: ['mkdir', '-p', '/x'] })).resolves.toEqual({ exitCode: 0, stdout: '', stderr: 'warn' });
     expect(r.calls.map((c) => c.argv)).toEqual([['findmnt', '-J'], ['mkdir', '-p', '/x']]);
@@ -146,36 +145,6 @@ describe('RecordingRunner', () => {
   });
 });
 
-describe('DryRunRunner', () => {
-  it('runs read-only commands through the inner runner and prints writes without running them', async () => {
-    const inner = new RecordingRunner([{ argv: ['findmnt', '/mnt'], stdout: 'TARGET /mnt\n', write: false }]);
-    const printed: string[] = [];
-    const dry = new DryRunRunner(inner, (l) => printed.push(l));
-    expect(dry.dryRun).toBe(true);
-
-    await expect(dry.run({ argv: ['mkfs.ext4', '-L', 'my fs', '/img'] })).resolves.toEqual({ exitCode: 0, stdout: '', stderr: '' });
-    await expect(dry.run({ argv: ['findmnt', '/mnt'], write: false })).resolves.toEqual({ exitCode: 0, stdout: 'TARGET /mnt\n', stderr: '' });
-    await dry.run({ argv: ['mount', '/img', '/mnt'], write: true });
-
-    expect(printed).toEqual(["! mkfs.ext4 -L 'my fs' /img", '! mount /img /mnt']);
-    expect(inner.calls.map((c) => c.argv[0])).toEqual(['findmnt']);
-    inner.assertDone();
-  });
-
-  it('redacts secrets and hides stdin in what it prints', async () => {
-    const printed: string[] = [];
-    const dry = new DryRunRunner(new RecordingRunner(), (l) => printed.push(l));
-    await dry.run({ argv: ['tool', '--token=abc123'], secrets: ['abc123'], stdin: 'hunter2' });
-    expect(printed).toEqual(['! tool --token=*** <<(stdin)']);
-  });
-
-  it('passes a failing read-only command\'s error on', async () => {
-    const inner = new RecordingRunner([{ argv: ['probe'], exitCode: 1, write: false }]);
-    const dry = new DryRunRunner(inner, () => undefined);
-    await expect(dry.run({ argv: ['probe'], write: false })).rejects.toBeInstanceOf(CommandError);
-  });
-});
-
 describe('RealRunner', () => {
   it('starts a detached command in a session of its own (sshfs must survive the terminal closing)', async () => {
     const script = ['sh', '-c', 'echo "$$ $(cut -d" " -f6 /proc/$$/stat)"'];
@@ -189,7 +158,6 @@ describe('RealRunner', () => {
 
   it('passes stdin and keeps the final newline', async () => {
     const r = new RealRunner();
-    expect(r.dryRun).toBe(false);
     await expect(r.run({ argv: ['cat'], stdin: 'line one\nline two\n' })).resolves.toEqual({ exitCode: 0, stdout: 'line one\nline two\n', stderr: '' });
   });
 

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fingerprintOf, knownHostsName, parseKeyscan, pinKey, pinnedKeys, sshTarget, type HostKey } from '../../src/lib/host-keys.js';
+import { fingerprintOf, knownHostsName, parseKeyscan, pinKey, pinnedKeys, sshTarget, type HostKey } from '../../../src/lib/host-keys.js';
 
 type Kind = 'ed25519' | 'rsa' | 'ecdsa';
 let dir: string;

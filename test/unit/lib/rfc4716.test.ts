@@ -10,7 +10,7 @@ import {
   toOpenSshLine,
   toRfc4716,
   type PublicKey,
-} from '../../src/lib/rfc4716.js';
+} from '../../../src/lib/rfc4716.js';
 
 let dir: string;
 /** Real keys made by ssh-keygen: the .pub text and what `ssh-keygen -e` prints for it. */
