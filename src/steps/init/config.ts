@@ -54,8 +54,9 @@ function upToDate(ctx: InitCtx): Check {
 export const configStep: Step<InitCtx> = {
   id: 'config',
   title: 'Write the config',
-  // The filesystem's UUID is known once the image is formatted, or opened (adopted and encrypted).
-  after: ['crypt-open'],
+  // The filesystem's UUID is known once the image is formatted, or opened (adopted and encrypted),
+  // or (adopted, plain) once the box is mounted.
+  after: ['box-mount', 'crypt-open'],
   check(ctx) {
     if (!ctx.stack.fs.uuid) return Promise.reject(new HbsError('internal: the config is due before the filesystem is known', EXIT.failed));
     return Promise.resolve(upToDate(ctx));
