@@ -1,6 +1,5 @@
 import type { Step } from '../../core/step.js';
 import { boxMountStep } from '../../steps/box.js';
-import { cryptOpenStep } from '../../steps/crypt.js';
 import { directIoStep, fsMountStep } from '../../steps/fs.js';
 import { boxSpaceStep } from '../../steps/init/box-space.js';
 import { configStep } from '../../steps/init/config.js';
@@ -10,7 +9,7 @@ import { fstabStep } from '../../steps/init/fstab.js';
 import { hostKeyStep } from '../../steps/init/host-key.js';
 import { imageStep } from '../../steps/init/image.js';
 import { keyUploadStep } from '../../steps/init/key-upload.js';
-import { luksFormatStep } from '../../steps/init/luks.js';
+import { luksFormatStep, luksOpenStep } from '../../steps/init/luks.js';
 import { mkfsStep } from '../../steps/init/mkfs.js';
 import { sshKeyStep } from '../../steps/init/ssh-key.js';
 import { targetsStep } from '../../steps/init/targets.js';
@@ -33,7 +32,7 @@ export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null }
     lockCheckStep,
     boxSpaceStep,
     imageStep,
-    ...(o.encrypt ? [luksFormatStep, cryptOpenStep] : []),
+    ...(o.encrypt ? [luksFormatStep, luksOpenStep] : []),
     mkfsStep,
     configStep,
     lockTakeStep,
