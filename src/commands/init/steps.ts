@@ -13,7 +13,8 @@ import { luksFormatStep, luksOpenStep } from '../../steps/init/luks.js';
 import { mkfsStep } from '../../steps/init/mkfs.js';
 import { sshKeyStep } from '../../steps/init/ssh-key.js';
 import { targetsStep } from '../../steps/init/targets.js';
-import { lockCheckStep, lockTakeStep } from '../../steps/lock.js';
+import { initLockTakeStep } from '../../steps/init/lock.js';
+import { lockCheckStep } from '../../steps/lock.js';
 
 /**
  * `hbs init` as a list of steps. The order matters: nothing is written under the box mount before
@@ -35,7 +36,7 @@ export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null }
     ...(o.encrypt ? [luksFormatStep, luksOpenStep] : []),
     mkfsStep,
     configStep,
-    lockTakeStep,
+    initLockTakeStep,
     fsMountStep,
     directIoStep,
     ...(o.encrypt?.unattendedKeyFile ? [crypttabStep] : []),
