@@ -7,9 +7,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { initCommand, type InitCliFlags } from '../../../src/commands/init/index.js';
 import { EXIT } from '../../../src/core/errors.js';
+import { formatCmd as formatCmdOf } from '../../../src/core/runner.js';
+import { TOOLS, type PreflightDeps } from '../../../src/lib/preflight.js';
 import { FakeMachine } from '../../support/fake-machine.js';
 import { expectGolden, stableByteCounts } from '../../support/golden.js';
-import { block, fakeBox, initFlags, listTree, modeOf, PINNED, plainFstabLines, shownContent, sshfsOptions } from '../../support/init.js';
+import { block, BOX_PASSWORD, fakeBox, initFlags, listTree, modeOf, PINNED, plainFstabLines, shownContent, sshfsOptions } from '../../support/init.js';
 import {
   BOX_SOURCE,
   FINGERPRINT,
@@ -61,6 +63,9 @@ async function keyAndPin(): Promise<void> {
   await mkdir(sb.configDir, { recursive: true });
   await writeFile(sb.knownHosts, PINNED, { mode: 0o600 });
 }
+
+/** Another ed25519 public key blob (not the one the box accepts). */
+const OTHER_KEY_BLOB = 'AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
 
 const OTHER_FSTAB = '# /etc/fstab: static file system information.\nUUID=1234-abcd / ext4 errors=remount-ro 0 1\n/swapfile none swap sw 0 0\n';
 
@@ -184,21 +189,19 @@ describe('hbs init: a first run', () => {
 });
 
 describe('hbs init: again', () => {
-  it('a re-run where everything is in place: nothing runs, no file changes; only the lock is renewed', async () => {
+  it('a re-run where everything is in place: every step is already done, nothing runs, no file changes (the lock too)', async () => {
     await init({ passwordStdin: true }, testIo(m, { stdin: 'pw' }));
     const ran = m.ran.length;
-    const files = async () => Promise.all([sb.config, sb.knownHosts, sb.fstab, sb.sshKey, `${sb.sshKey}.pub`].map((p) => readFile(p, 'utf8')));
+    const files = async () => Promise.all([sb.config, sb.knownHosts, sb.fstab, sb.sshKey, `${sb.sshKey}.pub`, sb.lock].map((p) => readFile(p, 'utf8')));
     const before = await files();
     const tree = await listTree(sb.root);
-    const later = new Date('2025-02-03T04:05:06.000Z');
-    const io = testIo(m, { deps: { pid: 4242, now: () => later } });
+    const io = testIo(m, { deps: { pid: 4242, now: () => new Date('2025-02-03T04:05:06.000Z') } });
 
     await init({}, io);
 
     expect(m.ran.length).toBe(ran);
     expect(await files()).toEqual(before);
     expect(await listTree(sb.root)).toEqual(tree); // no backups, nothing new
-    expect(await readLockFile(sb)).toMatchObject({ pid: 4242, time: later.toISOString() });
     expect(tmp(io.reporter.lines.filter((l) => /^[•✔✖]/.test(l)))).toEqual([
       '• Mount points are free — <tmp>/box, <tmp>/mnt',
       `• Pin the box host key — ${FINGERPRINT} already pinned in <tmp>/etc/hbs/known_hosts`,
@@ -210,11 +213,30 @@ describe('hbs init: again', () => {
       `• Sparse image file on the box — <tmp>/box/filesystem.img is the image recorded in <tmp>/etc/hbs/config.json (10 GiB, UUID ${UUID})`,
       `• ext4 filesystem in the image — already ext4, UUID ${UUID}`,
       '• Write the config — <tmp>/etc/hbs/config.json is up to date',
-      '✔ Take the lock — renewed (held by this machine since 2025-01-02T03:04:05.678Z)',
+      '• Take the lock — held by this machine since 2025-01-02T03:04:05.678Z',
       '• Mount the filesystem — already mounted: <tmp>/box/filesystem.img at <tmp>/mnt (/dev/loop0)',
       '• Loop direct I/O — on (/dev/loop0)',
       '• fstab entries — <tmp>/fstab already has the hbs block',
     ]);
+  });
+
+  it('in a terminal, a re-run of a finished setup says so and asks nothing to confirm', async () => {
+    await init({ passwordStdin: true }, testIo(m, { stdin: 'pw' }));
+    const ran = m.ran.length;
+    const p = scriptedPrompter([]);
+    const io = testIo(m, { prompter: p });
+    await init({ yes: false }, io);
+    expect(io.reporter.lines).toContain('Everything is set up already: nothing to change.');
+    expect(p.asked).toEqual([]);
+    expect(m.ran.length).toBe(ran);
+  });
+
+  it('a lock of this machine (for this config) left by a run that stopped is kept as it is', async () => {
+    await keyAndPin();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    await writeLock(sb, { hostname: HOSTNAME, machineId: MACHINE_ID, pid: 111, time: '2024-12-31T23:00:00.000Z', config: sb.config });
+    await init();
+    expect(await readLockFile(sb)).toMatchObject({ pid: 111 });
   });
 
   it('an interrupted run resumes: the config was written right after mkfs, so the next run takes the image as its own', async () => {
@@ -510,5 +532,149 @@ describe('hbs init --dry-run', () => {
     expect(io.reporter.lines.some((l) => l.startsWith(`  ! write ${sb.lock} (this machine's lock) (mode 0600, `) && l.endsWith('replacing it)'))).toBe(true);
     expect(await readLockFile(sb)).toEqual(otherLock);
     expect(m.ran).toEqual([]);
+  });
+});
+
+describe('hbs init: the key upload with the box password', () => {
+  const home = () => join(sb.root, 'account-home');
+
+  it('mounts the account home with the password on stdin, puts the key there in both formats, unmounts, proves key login', async () => {
+    m.world.keyLogin = false;
+    m.account(home(), BOX_PASSWORD);
+    const io = testIo(m, { stdin: `${BOX_PASSWORD}\n` });
+    await init({ passwordStdin: true }, io);
+    const [type, blob] = m.world.publicKey.trim().split(' ');
+    const rfc4716 = ['---- BEGIN SSH2 PUBLIC KEY ----', blob!.slice(0, 70), blob!.slice(70), '---- END SSH2 PUBLIC KEY ----'].filter(Boolean).join('\n') + '\n';
+    expect(await readFile(join(home(), '.ssh', 'authorized_keys'), 'utf8')).toBe(`${rfc4716}${type} ${blob} hbs@testhost\n`);
+    expect(await modeOf(join(home(), '.ssh'))).toBe(0o700);
+    expect(await modeOf(join(home(), '.ssh', 'authorized_keys'))).toBe(0o600);
+    expect(io.reporter.lines).toContain('  added the key in RFC4716 and OpenSSH format');
+    const mount = m.commands.find((c) => c.argv.includes('password_stdin') || (c.argv[2] ?? '').startsWith('password_stdin'))!;
+    expect(mount.argv.slice(0, 2)).toEqual(['sshfs', '-o']);
+    expect(mount.argv[2]).toBe(
+      `password_stdin,port=23,PubkeyAuthentication=no,NumberOfPasswordPrompts=1,UserKnownHostsFile=${sb.knownHosts},GlobalKnownHostsFile=/dev/null,StrictHostKeyChecking=yes,ServerAliveInterval=15,ServerAliveCountMax=3`,
+    );
+    expect(mount.argv[3]).toBe(`${USER}@${HOST}:`);
+    const dir = mount.argv[4]!;
+    expect(m.ran[m.ran.indexOf(formatCmdOf(mount)) + 1]).toBe(`fusermount3 -u ${dir}`);
+    await expect(readFile(dir)).rejects.toMatchObject({ code: 'ENOENT' }); // the temporary mount point is gone again
+    // Key login works from now on: the box mount came next, with the key.
+    expect(m.world.mounts.get(sb.boxMount)?.fstype).toBe('fuse.sshfs');
+  });
+
+  it('a rejected password: exit 1 with the reason, before the box is mounted; the password is in no message', async () => {
+    m.world.keyLogin = false;
+    m.account(home(), BOX_PASSWORD);
+    const err = await rejection(init({ passwordStdin: true }, testIo(m, { stdin: 'wrong password\n' })));
+    expect(err.exitCode).toBe(EXIT.failed);
+    expect(err.message).toBe(`logging in to ${USER}@${HOST} port 23 with the password failed`);
+    expect(err.details).toBe('read: Connection reset by peer\nPermission denied, please try again.');
+    expect(err.hint).toContain('check the password');
+    expect(`${err.message}${err.details}${err.hint}`).not.toContain('wrong password');
+    expect(m.ran.filter((l) => l.startsWith('fusermount3') || l.includes('reconnect'))).toEqual([]);
+    expect(m.world.mounts.size).toBe(0);
+  });
+
+  it('the key is on the box but key login still fails: said so, with what ssh said', async () => {
+    m.world.keyLogin = false;
+    m.account(home(), BOX_PASSWORD);
+    // The key pair on disk is not the one the box would accept.
+    await mkdir(join(sb.root, 'ssh'), { recursive: true });
+    await writeFile(sb.sshKey, 'fake private key\n', { mode: 0o600 });
+    await writeFile(`${sb.sshKey}.pub`, `ssh-ed25519 ${OTHER_KEY_BLOB} other@host\n`);
+    const err = await rejection(init({ passwordStdin: true }, testIo(m, { stdin: `${BOX_PASSWORD}\n` })));
+    expect(err.message).toBe(`the key is on the box, but key login to ${USER}@${HOST} still fails`);
+    expect(err.details).toBe('Permission denied (publickey)');
+  });
+});
+
+describe('hbs init: what this machine lacks', () => {
+  /** A PATH with every program init needs but sshfs; `apt-get install` brings the missing one. */
+  async function withoutSshfs(): Promise<PreflightDeps> {
+    const bin = join(sb.root, 'bin');
+    await mkdir(bin, { recursive: true });
+    for (const { tool } of [...TOOLS.init, { tool: 'cryptsetup' }]) if (tool !== 'sshfs') await writeFile(join(bin, tool), '#!/bin/sh\n', { mode: 0o755 });
+    const run = m.run.bind(m);
+    m.run = async (cmd) => {
+      if (cmd.argv[0] === 'apt-get') await writeFile(join(bin, 'sshfs'), '#!/bin/sh\n', { mode: 0o755 });
+      return run(cmd);
+    };
+    return { uid: () => 0, pathEnv: bin, exists: () => Promise.resolve(true) };
+  }
+
+  it('--dry-run never installs: it names what it would install, and asks nothing (exit 3)', async () => {
+    const p = scriptedPrompter([]);
+    const io: TestIo = { ...testIo(m, { prompter: p }), preflight: await withoutSshfs() };
+    const err = await rejection(init({ dryRun: true, yes: false }, io));
+    expect(err.exitCode).toBe(EXIT.preflight);
+    expect(err.message).toBe('this machine is not ready for hbs init:\n  - the program sshfs (Debian package: sshfs)');
+    expect(err.hint).toBe('a real run offers to install them in a terminal; or run apt-get install sshfs');
+    expect(p.asked).toEqual([]);
+    expect(m.ran).toEqual([]);
+  });
+
+  it('a real run in a terminal (as root) offers the install, runs `apt-get install -y` on a yes, checks again and goes on', async () => {
+    await keyAndPin();
+    const p = scriptedPrompter([true, false]);
+    const io: TestIo = { ...testIo(m, { prompter: p }), preflight: await withoutSshfs() };
+    const err = await rejection(init({ yes: false }, io));
+    expect(p.asked[0]).toBe('Install them now with: apt-get install -y sshfs?');
+    expect(io.reporter.lines).toContain('! missing on this machine:\n  - the program sshfs (Debian package: sshfs)');
+    expect(m.ran).toEqual(['apt-get install -y sshfs']);
+    // Ready now: the wizard went on to its summary (answered no here).
+    expect(p.asked[1]).toBe('Make these changes?');
+    expect(err.exitCode).toBe(EXIT.aborted);
+  });
+
+  it('"no" to the install, or no terminal, or not root: nothing installed, exit 3 with the apt-get line', async () => {
+    for (const [io, yes] of [
+      [{ ...testIo(m, { prompter: scriptedPrompter([false]) }), preflight: await withoutSshfs() }, false],
+      [{ ...testIo(m), preflight: await withoutSshfs() }, true],
+    ] as [TestIo, boolean][]) {
+      const err = await rejection(init({ yes }, io));
+      expect(err.exitCode).toBe(EXIT.preflight);
+      expect(err.hint).toBe('apt-get install sshfs');
+    }
+    const notRoot: TestIo = { ...testIo(m, { prompter: scriptedPrompter([]) }), preflight: { ...(await withoutSshfs()), uid: () => 1000 } };
+    const err = await rejection(init({ yes: false }, notRoot));
+    expect(err.message).toContain("root privileges (the box mount, loop devices and mounts are root's) — run hbs as root, e.g. with sudo");
+    expect(m.ran).toEqual([]);
+  });
+});
+
+describe('hbs init in a terminal: the summary', () => {
+  it('shows every answer and the very plan --dry-run prints; the filesystem then gets the UUID the plan showed', async () => {
+    const uuids = ['11111111-1111-4111-8111-111111111111', '22222222-2222-4222-8222-222222222222', '33333333-3333-4333-8333-333333333333'];
+    const dry = testIo(m, { deps: { uuid: () => uuids[0]! } });
+    await init({ dryRun: true }, dry);
+    const plan = dry.reporter.lines.slice(1, -1); // without the dry-run's intro and closing lines
+    expect(plan[0]).toMatch(/^• Mount points are free/);
+
+    let next = 0;
+    const p = scriptedPrompter([BOX_PASSWORD, true]);
+    const io = testIo(m, { prompter: p, deps: { uuid: () => uuids[next++]! } });
+    await init({ yes: false }, io);
+    expect(p.asked[0]).toBe(`Password of ${USER} (used once, to put the key on the box; not stored)`);
+    expect(p.asked[1]).toBe('Make these changes?');
+    const lines = io.reporter.lines;
+    const start = lines.indexOf('The plan, as `hbs init --dry-run` prints it (• already so, ! a change to be made):');
+    expect(lines.slice(start + 1, start + 1 + plan.length)).toEqual(plan);
+    const summary = tmp(lines.slice(lines.indexOf('Summary: nothing has been changed yet.'), start)).join('\n');
+    for (const v of [`Storage Box account    ${USER}`, `${HOST}, port 23`, `${FINGERPRINT} (ssh-ed25519; from --host-key-fingerprint)`, 'backup', 'filesystem.img, 10 GiB', '<tmp>/box', '<tmp>/mnt', '<tmp>/ssh/hbs_ed25519 (made now)', 'set up once with the password you gave', '<tmp>/fstab (one hbs block; the rest stays as it is)', '<tmp>/etc/hbs/config.json']) {
+      expect(summary).toContain(v);
+    }
+    expect(m.ran).toContain(`mkfs.ext4 -q -L hbs-backup -U ${uuids[0]} -m 0 -e remount-ro -E assume_storage_prezeroed=1,nodiscard ${sb.image}`);
+    expect(JSON.parse(await readFile(sb.config, 'utf8')).image.uuid).toBe(uuids[0]);
+    expect(lines.join('\n')).not.toContain(BOX_PASSWORD);
+  });
+
+  it('"no" at the summary changes nothing (exit 130)', async () => {
+    await keyAndPin();
+    const before = await listTree(sb.root);
+    const err = await rejection(init({ yes: false }, testIo(m, { prompter: scriptedPrompter([false]) })));
+    expect(err.exitCode).toBe(EXIT.aborted);
+    expect(err.message).toBe('answered no at the summary; nothing was changed');
+    expect(m.ran).toEqual([]);
+    expect(await listTree(sb.root)).toEqual(before);
   });
 });
