@@ -200,6 +200,7 @@ describe('hbs init --encrypt --luks-unattended', () => {
     expect(await modeOf(keep())).toBe(0o400);
     expect(await readFile(sb.crypttab, 'utf8')).toBe(block(sb, [line()]));
     expect(await modeOf(sb.crypttab)).toBe(0o600);
+    expect((await listTree(sb.root)).filter((f) => f.includes('hbs-backup'))).toEqual([]);
     expect((await readFile(sb.fstab, 'utf8')).split('\n')[2]).toBe(
       `${mapper} ${sb.mountPoint} ext4 _netdev,nofail,noatime,noinit_itable,x-systemd.requires-mounts-for=${sb.boxMount} 0 0`,
     );

@@ -415,6 +415,38 @@ describe('hbs init: the mount points', () => {
   });
 });
 
+describe('hbs init: the box mount', () => {
+  it('the right source under another filesystem type is something else', async () => {
+    m.world.mounts.set(sb.boxMount, { target: sb.boxMount, source: BOX_SOURCE, fstype: 'fuse.rclone', options: 'rw' });
+    const err = await rejection(init({ passwordStdin: true }, testIo(m, { stdin: 'pw' })));
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toContain(`holds ${BOX_SOURCE} (fuse.rclone)`);
+  });
+
+  it('a mount point holding a filesystem that is not a loop device of the image is refused', async () => {
+    m.world.mounts.set(sb.mountPoint, { target: sb.mountPoint, source: '/dev/sdb1', fstype: 'xfs', options: 'rw' });
+    const err = await rejection(init({ passwordStdin: true }, testIo(m, { stdin: 'pw' })));
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toBe(`${sb.mountPoint} holds /dev/sdb1 (xfs), not ${sb.image}; hbs will not mount over it`);
+  });
+
+  it('the account home (remote path ""): sshfs of `user@host:`; an existing empty directory is used as it is', async () => {
+    await keyAndPin();
+    await mkdir(sb.boxMount);
+    await init({ remotePath: '' });
+    expect(m.ran[0]).toBe(`sshfs -o '${sshfsOptions(sb, '')}' ${USER}@${HOST}: ${sb.boxMount}`);
+  });
+
+  it('sshfs that exits 0 without mounting: the run stops before anything is written under the box mount', async () => {
+    await keyAndPin();
+    m.failNext(['sshfs'], { exitCode: 0 });
+    const err = await rejection(init());
+    expect(err.message).toBe(`the box did not come up at ${sb.boxMount}: ${sb.boxMount}: not mounted`);
+    expect(await listTree(sb.boxMount)).toEqual([]);
+    expect(m.ran).toHaveLength(1);
+  });
+});
+
 describe('hbs init: the lock of another machine', () => {
   async function lockedBox(lock = otherLock): Promise<void> {
     await keyAndPin();
@@ -461,6 +493,16 @@ describe('hbs init: the lock of another machine', () => {
 });
 
 describe('hbs init: a failing command', () => {
+  it('a usage error from a step comes through as it is, and later steps do not run', async () => {
+    const io = testIo(m, { stdin: 'pw' });
+    const err = await rejection(init({ passwordStdin: true, hostKeyFingerprint: undefined }, io));
+    expect(err.exitCode).toBe(EXIT.usage);
+    expect(err.message).toBe(`--host-key-fingerprint is missing: the box offers ${FINGERPRINT} (ssh-ed25519)`);
+    expect(io.reporter.lines.at(-1)).toBe('✖ Pin the box host key');
+    expect(m.ran).toEqual([]);
+    expect(await listTree(sb.root)).toEqual([]);
+  });
+
   it('becomes an error naming the step, the command and the tail of its stderr, with the re-run hint; later steps do not run', async () => {
     m.failNext(['ssh-keygen'], { exitCode: 1, stderr: 'Saving key failed: Permission denied\n' });
     const io = testIo(m, { stdin: 'pw' });
@@ -666,6 +708,18 @@ describe('hbs init in a terminal: the summary', () => {
     expect(m.ran).toContain(`mkfs.ext4 -q -L hbs-backup -U ${uuids[0]} -m 0 -e remount-ro -E assume_storage_prezeroed=1,nodiscard ${sb.image}`);
     expect(JSON.parse(await readFile(sb.config, 'utf8')).image.uuid).toBe(uuids[0]);
     expect(lines.join('\n')).not.toContain(BOX_PASSWORD);
+  });
+
+  it('what stops the plan stops the run before the summary: nothing of the plan is shown, nothing changed', async () => {
+    await keyAndPin();
+    m.world.mounts.set(sb.boxMount, { target: sb.boxMount, source: 'tmpfs', fstype: 'tmpfs', options: 'rw' });
+    const p = scriptedPrompter([]);
+    const io = testIo(m, { prompter: p });
+    const err = await rejection(init({ yes: false }, io));
+    expect(err.message).toContain('hbs will not mount over it');
+    expect(io.reporter.lines.filter((l) => /^[•✔✖]|^ {2}!/.test(l))).toEqual([]);
+    expect(p.asked).toEqual([]);
+    expect(m.ran).toEqual([]);
   });
 
   it('"no" at the summary changes nothing (exit 130)', async () => {

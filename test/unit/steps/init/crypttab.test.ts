@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../../../src/core/errors.js';
 import { parseCrypttabLine } from '../../../../src/lib/crypttab.js';
@@ -28,6 +29,7 @@ describe('crypttab step', () => {
       `  !   | ${line}`,
       '✔ crypttab line (opens the image at boot) — would change (not done: dry-run)',
     ]);
+    await expect(readFile(sb.crypttab)).rejects.toMatchObject({ code: 'ENOENT' });
     expect(parseCrypttabLine(line)).toEqual({ name: MAPPER, source: sb.image, keyFile: keep(), options: ['luks', '_netdev', 'nofail', 'headless=true'] });
   });
 

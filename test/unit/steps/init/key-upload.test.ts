@@ -109,6 +109,24 @@ describe('key-upload step', () => {
     expect(await readFile(join(home, '.ssh', 'authorized_keys'), 'utf8')).toContain(m.world.publicKey.split(' ')[1]);
     expect(ctx.reporter.lines).toContain('  added the key in RFC4716 and OpenSSH format');
   });
+
+  it('a rejected password: stops with the reason, nothing to unmount, the empty temp dir removed', async () => {
+    await keyPair();
+    m.world.keyLogin = false;
+    m.account(join(sb.root, 'home'), BOX_PASSWORD);
+    const temp = join(sb.root, 'tmp');
+    await mkdir(temp);
+    const ctx = initCtx(sb, m, { password: 'not the password' });
+    ctx.deps.mkTempDir = async (prefix) => {
+      const d = join(temp, `${prefix}0`);
+      await mkdir(d, { mode: 0o700 });
+      return d;
+    };
+    const err = await rejection(runSteps(ctx, m, [keyUploadStep]));
+    expect(err.message).toBe(`logging in to ${USER}@${HOST} port 23 with the password failed`);
+    expect(m.ran.map((l) => l.split(' ')[0])).toEqual(['sshfs']);
+    expect(await readdir(temp)).toEqual([]);
+  });
 });
 
 describe('installKey', () => {
