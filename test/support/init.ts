@@ -4,12 +4,13 @@
  * fstab / crypttab lines init must write, spelled out (not built with the src helpers, so a change
  * to a line fails a test).
  */
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InitCliFlags } from '../../src/commands/init/index.js';
 import { Executor, type StepOutcome } from '../../src/core/executor.js';
 import { MemoryReporter } from '../../src/core/reporter.js';
 import type { Step } from '../../src/core/step.js';
+import type { Config } from '../../src/lib/config.js';
 import type { HostKey } from '../../src/lib/host-keys.js';
 import type { LuksKey } from '../../src/lib/luks.js';
 import { newState, stackForInit, type EncryptOptions, type InitCtx, type InitOptions, type InitState } from '../../src/steps/init/context.js';
@@ -176,4 +177,9 @@ export function shownContent(lines: readonly string[], header: RegExp): string[]
     out.push(m[1] ?? '');
   }
   return out;
+}
+
+/** The config init wrote, as JSON (not checked by the schema: the test looks at what is there). */
+export async function configFile(sb: Sandbox): Promise<Config> {
+  return JSON.parse(await readFile(sb.config, 'utf8')) as Config;
 }

@@ -12,7 +12,7 @@ import { EXIT } from '../../../src/core/errors.js';
 import { MemoryReporter } from '../../../src/core/reporter.js';
 import { formatCmd } from '../../../src/core/runner.js';
 import type { FakeMachine } from '../../support/fake-machine.js';
-import { fakeBox, initFlags, listTree, MAPPER, modeOf, PINNED } from '../../support/init.js';
+import { configFile, fakeBox, initFlags, listTree, MAPPER, modeOf, PINNED } from '../../support/init.js';
 import {
   BOX_SOURCE,
   encryptedConfig,
@@ -86,7 +86,7 @@ describe('hbs init --adopt, a plain image', () => {
     assertNothingFormatted();
     expect(m.ran.map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['sshfs -o', 'mount -t', 'losetup --direct-io=on']);
     expect(m.ran).toContain(`mount -t ext4 -o loop,noatime ${sb.image} ${sb.mountPoint}`);
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).image).toEqual({ name: IMAGE, sizeBytes: 200 * GiB, uuid: OTHER_UUID, label: 'hbs-backup' });
+    expect((await configFile(sb)).image).toEqual({ name: IMAGE, sizeBytes: 200 * GiB, uuid: OTHER_UUID, label: 'hbs-backup' });
     expect(tmp(io.reporter.lines)).toContain(`• Sparse image file on the box — adopted <tmp>/box/filesystem.img as it is (200 GiB, ext4 UUID ${OTHER_UUID}); not formatted`);
     expect(tmp(io.reporter.lines)).toContain('The image <tmp>/box/filesystem.img (200 GiB, ext4, adopted) is mounted at <tmp>/mnt.');
   });
@@ -102,7 +102,7 @@ describe('hbs init --adopt, a plain image', () => {
     };
     await init(adopt(), io);
     expect(io.reporter.lines).toContain('• Space on the box — 1 MiB free of 1 TiB');
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).image.sizeBytes).toBe(200 * GiB);
+    expect((await configFile(sb)).image.sizeBytes).toBe(200 * GiB);
   });
 
   it('without --size and without an image there: exit 2, nothing created', async () => {
@@ -156,7 +156,7 @@ describe('hbs init --adopt, an encrypted image not recorded here', () => {
       `mount -t ext4 -o noatime,noinit_itable ${mapper} ${sb.mountPoint}`,
       'losetup --direct-io=on /dev/loop0',
     ]);
-    const cfg = JSON.parse(await readFile(sb.config, 'utf8'));
+    const cfg = (await configFile(sb));
     expect(cfg.image).toEqual({ name: IMAGE, sizeBytes: 100 * GiB, uuid: FS_UUID, label: 'hbs-backup' });
     expect(cfg.filesystem.mountOptions).toEqual(['noatime', 'noinit_itable']);
     expect(cfg.encryption).toEqual({ type: 'luks2', mapperName: MAPPER, keys: ['passphrase'], headerBackup: header(), unattendedKeyFile: null });
@@ -201,7 +201,7 @@ describe('hbs init --adopt, an encrypted image not recorded here', () => {
     await init(adopt({ luksKeyFile: keyFile }));
     expect(m.world.mappings.get(MAPPER)?.backing).toBe(sb.image);
     expect(await readFile(keyFile)).toEqual(Buffer.from([0xff, 0xfe, 7, 0]));
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).encryption.keys).toEqual(['keyfile']);
+    expect((await configFile(sb)).encryption?.keys).toEqual(['keyfile']);
   });
 
   it('without --adopt: refused and untouched, with or without --encrypt; the hint says --adopt and how to give the key', async () => {
@@ -274,7 +274,7 @@ describe('hbs init --adopt, an encrypted image not recorded here', () => {
     await luksImage();
     const keep = join(sb.configDir, `${MAPPER}.key`);
     await writeFile(keep, 'stale key');
-    let err = await rejection(init(...withPassphrase({ luksUnattended: true, crypttab: false })));
+    const err = await rejection(init(...withPassphrase({ luksUnattended: true, crypttab: false })));
     expect(err.exitCode).toBe(EXIT.usage);
     expect(err.message).toBe(`${keep} exists already and does not open ${sb.image}`);
     expect(await readFile(keep, 'utf8')).toBe('stale key');
@@ -301,7 +301,7 @@ describe('hbs init --adopt, an encrypted image not recorded here', () => {
     m.openMapping(MAPPER, sb.image);
     await init(...withPassphrase());
     expect(m.ran.some((l) => l.startsWith('cryptsetup open'))).toBe(false);
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).image.uuid).toBe(FS_UUID);
+    expect((await configFile(sb)).image.uuid).toBe(FS_UUID);
   });
 
   it('the old server still holds the lock: refused before the header is read or the image opened', async () => {
@@ -417,7 +417,7 @@ describe('hbs init in a terminal, on an encrypted image it finds', () => {
     expect(p.asked[3]).toBe('Make these changes?');
     expect(io.reporter.lines.join('\n')).toContain(`the passphrase does not open ${sb.image}`);
     assertNothingFormatted();
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).image.uuid).toBe(FS_UUID);
+    expect((await configFile(sb)).image.uuid).toBe(FS_UUID);
     expect(io.reporter.lines.join('\n')).not.toContain(PASSPHRASE);
   });
 

@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { initCommand, type InitCliFlags } from '../../../src/commands/init/index.js';
 import { EXIT } from '../../../src/core/errors.js';
+import type { Config } from '../../../src/lib/config.js';
 import { formatCmd } from '../../../src/core/runner.js';
 import type { FakeMachine } from '../../support/fake-machine.js';
 import { expectGolden, stableByteCounts } from '../../support/golden.js';
-import { block, fakeBox, initFlags, listTree, MAPPER, modeOf, PINNED, shownContent } from '../../support/init.js';
+import { block, configFile, fakeBox, initFlags, listTree, MAPPER, modeOf, PINNED, shownContent } from '../../support/init.js';
 import { GiB, HOST, IMAGE, makeSandbox, PASSPHRASE, rejection, testIo, USER, UUID, type Sandbox, type TestIo } from '../../support/sandbox.js';
 
 let sb: Sandbox;
@@ -88,7 +89,7 @@ describe('hbs init --encrypt', () => {
     expect(m.loopOf(sb.image)?.directIo).toBe(true);
     expect(m.world.signatures.get(mapper)).toEqual({ TYPE: 'ext4', UUID });
     // The config records the encryption, never a secret; fstab does not mount it at boot (noauto).
-    const cfg = JSON.parse(await readFile(sb.config, 'utf8'));
+    const cfg = (await configFile(sb));
     expect(cfg.encryption).toEqual({ type: 'luks2', mapperName: MAPPER, keys: ['passphrase'], headerBackup: header(), unattendedKeyFile: null });
     expect(cfg.filesystem.mountOptions).toEqual(['noatime', 'noinit_itable']);
     expect((await readFile(sb.fstab, 'utf8')).split('\n')[2]).toBe(
@@ -117,7 +118,7 @@ describe('hbs init --encrypt', () => {
     expect(Buffer.from(format!.stdin!)).toEqual(bytes);
     expect(m.ran.some((l) => l.includes('luksAddKey'))).toBe(false);
     expect(await readFile(keyFile)).toEqual(bytes);
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).encryption.keys).toEqual(['keyfile']);
+    expect((await configFile(sb)).encryption?.keys).toEqual(['keyfile']);
   });
 
   it('passphrase and a generated key file: 64 random bytes under /dev/shm (0600) go into a second slot, then the file is shredded', async () => {
@@ -144,7 +145,7 @@ describe('hbs init --encrypt', () => {
     const out = io.reporter.lines.join('\n');
     expect(out).toContain(`A new LUKS key file was generated: ${file} (64 random bytes, mode 0600, in RAM).`);
     expect(out).toContain(`The generated key file ${file} was overwritten and deleted from this server`);
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).encryption.keys).toEqual(['passphrase', 'keyfile']);
+    expect((await configFile(sb)).encryption?.keys).toEqual(['passphrase', 'keyfile']);
   });
 
   it('--luks-keep-key keeps the generated key file; a failed run keeps it too (it may guard a key slot already)', async () => {
@@ -204,7 +205,7 @@ describe('hbs init --encrypt --luks-unattended', () => {
     expect((await readFile(sb.fstab, 'utf8')).split('\n')[2]).toBe(
       `${mapper} ${sb.mountPoint} ext4 _netdev,nofail,noatime,noinit_itable,x-systemd.requires-mounts-for=${sb.boxMount} 0 0`,
     );
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).encryption).toEqual({
+    expect((await configFile(sb)).encryption).toEqual({
       type: 'luks2',
       mapperName: MAPPER,
       keys: ['passphrase'],
@@ -253,7 +254,7 @@ describe('hbs init --encrypt --luks-unattended', () => {
     const io = testIo(m, { stdin: PASSPHRASE });
     await init({ encrypt: true, luksPassphraseStdin: true, luksUnattended: true, crypttab: false }, io);
     expect(await readFile(sb.crypttab, 'utf8')).toBe('home UUID=1234 none luks\n');
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).encryption.crypttab).toBeNull();
+    expect((await configFile(sb)).encryption?.crypttab).toBeNull();
     expect(io.reporter.lines).toContain('• crypttab line (opens the image at boot) — skipped (--no-crypttab)');
     expect(io.reporter.lines.join('\n')).toContain('no crypttab line: --no-crypttab; `hbs mount` uses the key');
   });
@@ -265,7 +266,7 @@ describe('hbs init --encrypt --luks-unattended', () => {
     await init({ encrypt: true, luksPassphraseStdin: true }, io);
     expect(io.reporter.lines.some((l) => l.includes('crypttab'))).toBe(false);
     expect(await readFile(sb.crypttab, 'utf8')).toBe('home UUID=1234 none luks\n');
-    expect(Object.keys(JSON.parse(await readFile(sb.config, 'utf8')).encryption)).not.toContain('crypttab');
+    expect(Object.keys((await configFile(sb)).encryption ?? {})).not.toContain('crypttab');
     expect(await listTree(sb.configDir)).toEqual(['config.json', `${MAPPER}.luks-header`, 'known_hosts']);
   });
 
@@ -355,7 +356,7 @@ describe('hbs init --encrypt --dry-run', () => {
     );
     expect(lines[keyWrite + 1]).not.toMatch(/^ {2}! {3}\|/);
     expect(lines).toContain(`  ! cryptsetup luksFormat --batch-mode --type luks2 --iter-time 500 --key-file - ${sb.image} <<(stdin)`);
-    const config = JSON.parse(shownContent(lines, new RegExp(`^ {2}! write ${sb.config} `)).join('\n'));
+    const config = JSON.parse(shownContent(lines, new RegExp(`^ {2}! write ${sb.config} `)).join('\n')) as Config;
     expect(config.encryption).toEqual({ type: 'luks2', mapperName: MAPPER, keys: ['passphrase'], headerBackup: header(), unattendedKeyFile: keep(), crypttab: sb.crypttab });
     expect(config.image).toEqual({ name: IMAGE, sizeBytes: 10 * GiB, uuid: UUID, label: 'hbs-backup' });
     expect(lines.join('\n')).not.toContain(PASSPHRASE);

@@ -9,9 +9,9 @@ import { initCommand, type InitCliFlags } from '../../../src/commands/init/index
 import { EXIT } from '../../../src/core/errors.js';
 import { formatCmd as formatCmdOf } from '../../../src/core/runner.js';
 import { TOOLS, type PreflightDeps } from '../../../src/lib/preflight.js';
-import { FakeMachine } from '../../support/fake-machine.js';
+import type { FakeMachine } from '../../support/fake-machine.js';
 import { expectGolden, stableByteCounts } from '../../support/golden.js';
-import { block, BOX_PASSWORD, fakeBox, initFlags, listTree, modeOf, PINNED, plainFstabLines, shownContent, sshfsOptions } from '../../support/init.js';
+import { block, BOX_PASSWORD, configFile, fakeBox, initFlags, listTree, modeOf, PINNED, plainFstabLines, shownContent, sshfsOptions } from '../../support/init.js';
 import {
   BOX_SOURCE,
   FINGERPRINT,
@@ -183,7 +183,7 @@ describe('hbs init: a first run', () => {
     const io = testIo(m);
     await init({ fstab: false }, io);
     expect(await readFile(sb.fstab, 'utf8')).toBe(OTHER_FSTAB);
-    expect(JSON.parse(await readFile(sb.config, 'utf8'))).toMatchObject({ fstab: null });
+    expect((await configFile(sb))).toMatchObject({ fstab: null });
     expect(io.reporter.lines).toContain('• fstab entries — skipped (--no-fstab)');
   });
 });
@@ -244,7 +244,7 @@ describe('hbs init: again', () => {
     const err = await rejection(init({ passwordStdin: true }, testIo(m, { stdin: 'pw' })));
     expect(err.message).toMatch(/^Mount the filesystem: command failed \(exit 32\): mount -t ext4/);
     expect(err.hint).toContain('re-run `hbs init` with the same answers');
-    expect(JSON.parse(await readFile(sb.config, 'utf8'))).toMatchObject({ image: { uuid: UUID } });
+    expect((await configFile(sb))).toMatchObject({ image: { uuid: UUID } });
     const ran = m.ran.length;
 
     await init();
@@ -257,7 +257,7 @@ describe('hbs init: again', () => {
     await init({ passwordStdin: true }, testIo(m, { stdin: 'pw' }));
     m.world.space.set(sb.boxMount, { totalBytes: 1024 * GiB, freeBytes: GiB });
     await init({ size: '300G' });
-    expect(JSON.parse(await readFile(sb.config, 'utf8'))).toMatchObject({ image: { sizeBytes: 10 * GiB } });
+    expect((await configFile(sb))).toMatchObject({ image: { sizeBytes: 10 * GiB } });
     expect(m.ran.filter((l) => l.startsWith('truncate'))).toHaveLength(1);
   });
 
@@ -362,7 +362,7 @@ describe('hbs init: what is already there', () => {
     await init({ yes: false }, testIo(m, { prompter: p }));
     expect(p.asked[0]).toMatch(/already exists on the box .*\nAdopt it as it is \(no mkfs, the data stays\)\?$/s);
     expect(m.ran.some((l) => /^(mkfs|truncate)/.test(l))).toBe(false);
-    expect(JSON.parse(await readFile(sb.config, 'utf8'))).toMatchObject({ image: { uuid: OTHER_UUID, sizeBytes: 50 * GiB } });
+    expect((await configFile(sb))).toMatchObject({ image: { uuid: OTHER_UUID, sizeBytes: 50 * GiB } });
   });
 
   it('"no" to the adoption: nothing changed (exit 130)', async () => {
@@ -706,7 +706,7 @@ describe('hbs init in a terminal: the summary', () => {
       expect(summary).toContain(v);
     }
     expect(m.ran).toContain(`mkfs.ext4 -q -L hbs-backup -U ${uuids[0]} -m 0 -e remount-ro -E assume_storage_prezeroed=1,nodiscard ${sb.image}`);
-    expect(JSON.parse(await readFile(sb.config, 'utf8')).image.uuid).toBe(uuids[0]);
+    expect((await configFile(sb)).image.uuid).toBe(uuids[0]);
     expect(lines.join('\n')).not.toContain(BOX_PASSWORD);
   });
 
