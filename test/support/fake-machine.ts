@@ -7,7 +7,7 @@
  * ran and the state that results. Files the executor writes (config, fstab, the lock) are real files
  * in the test's sandbox directory; `file()` falls back to them.
  */
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { CommandError, formatCmd, isWrite, type Cmd, type CmdResult, type Runner } from '../../src/core/runner.js';
 import type { Superblock } from '../../src/lib/ext4.js';
 import type { Holder } from '../../src/lib/holders.js';
@@ -46,11 +46,17 @@ export interface World {
   canResizeOnline?: boolean;
   /** Whether the kernel honours `losetup --direct-io=on` (else the device stays buffered, without an error). */
   kernelDirectIo: boolean;
+  /** The public key ssh-keygen writes (and `ssh-keygen -y` derives). */
   publicKey: string;
+  /** Errors `findmnt --verify` finds in any text it is given. */
   verifyErrors: number;
   systemd: boolean;
   /** Kernel log lines about failed writes, per filesystem UUID. */
   kernelErrors: Map<string, string[]>;
+  /** Lines `findmnt --verify` counts as an error each, wherever they are (a target that is not a directory…). */
+  badTabLine?: RegExp;
+  /** The box account's password (a password mount with another one is refused); undefined: any works. */
+  password?: string;
 }
 
 const RESIZE2FS_BANNER = 'resize2fs 1.47.0 (5-Feb-2023)\n';
@@ -105,6 +111,12 @@ export class FakeMachine implements Runner {
    * are only there while it is mounted.
    */
   readonly boxes = new Map<string, string>();
+  /**
+   * The account's home directory on the box (set with `account`): a password mount (sshfs -o
+   * password_stdin, as init's key upload does) shows it, and key login works once its
+   * .ssh/authorized_keys holds the public key — or when `world.keyLogin` says so anyway.
+   */
+  private accountHome?: string;
   /** Every changing command that ran, in order. */
   readonly commands: Cmd[] = [];
   private readonly injected: Injected[] = [];
@@ -140,6 +152,22 @@ export class FakeMachine implements Runner {
   box(target: string, home: string): this {
     this.boxes.set(target, home);
     return this;
+  }
+
+  /** The account's home on the box while it is not mounted (see `accountHome`), and its password. */
+  account(home: string, password?: string): this {
+    this.accountHome = home;
+    this.world.password = password;
+    return this;
+  }
+
+  /** Whether the account's authorized_keys holds the public key (key login works). */
+  async keyAuthorized(): Promise<boolean> {
+    if (this.world.keyLogin) return true;
+    if (!this.accountHome) return false;
+    const text = await readFile(`${this.accountHome}/.ssh/authorized_keys`, 'utf8').catch(() => '');
+    const blob = this.world.publicKey.trim().split(/\s+/)[1] ?? '';
+    return blob !== '' && text.split('\n').some((l) => l.trim().split(/\s+/).includes(blob));
   }
 
   async mountBox(target: string, source: string): Promise<this> {
@@ -264,11 +292,19 @@ export class FakeMachine implements Runner {
       return sb ? Promise.resolve({ ...sb }) : Promise.reject(new Error(`cannot read the ext4 superblock of ${device} (dumpe2fs -h): Bad magic number`));
     },
     hostKeys: () => Promise.resolve(this.world.hostKeys),
-    keyLogin: () => Promise.resolve({ ok: this.world.keyLogin, stderr: this.world.keyLogin ? '' : 'Permission denied (publickey)' }),
-    boxSpaceOverSftp: () => Promise.resolve(this.world.keyLogin ? { login: true, space: BOX_SPACE } : { login: false }),
+    keyLogin: async () => {
+      const ok = await this.keyAuthorized();
+      return { ok, stderr: ok ? '' : 'Permission denied (publickey)' };
+    },
+    boxSpaceOverSftp: async () => ((await this.keyAuthorized()) ? { login: true, space: BOX_SPACE } : { login: false }),
     remoteAllocated: () => Promise.resolve(this.world.remoteAllocated),
     e2fsprogsVersion: () => Promise.resolve(this.world.e2fsprogs),
-    verifyTab: () => Promise.resolve({ parse: 0, errors: this.world.verifyErrors, report: this.world.verifyErrors ? '[E] bad line' : '' }),
+    verifyTab: (text) => {
+      const bad = this.world.badTabLine;
+      const lines = bad ? text.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#') && bad.test(l)) : [];
+      const errors = this.world.verifyErrors + lines.length;
+      return Promise.resolve({ parse: 0, errors, report: [...lines.map((l) => `${l}\n   [E] target is not a directory`), ...(this.world.verifyErrors ? ['[E] bad line'] : [])].join('\n') });
+    },
     publicKeyOf: () => Promise.resolve(this.world.publicKey),
     holders: (mount) => Promise.resolve(this.world.holders.get(mount) ?? []),
     sshfsPids: (target) => Promise.resolve(this.world.sshfsPids.get(target) ?? []),
@@ -303,10 +339,31 @@ export class FakeMachine implements Runner {
     const w = this.world;
     switch (a[0]) {
       case 'sshfs': {
-        const fsname = (a[2] ?? '').split(',').find((o) => o.startsWith('fsname='))?.slice('fsname='.length);
-        if (!(a[2] ?? '').includes('password_stdin')) await this.mountBox(last, fsname ?? a[3] ?? '');
+        const opts = (a[2] ?? '').split(',');
+        if (opts.includes('password_stdin')) {
+          // The account's home with the password (init's key upload), on a directory of its own.
+          if (w.password !== undefined && cmd.stdin !== `${w.password}\n`) return { exitCode: 1, stdout: '', stderr: 'read: Connection reset by peer\nPermission denied, please try again.' };
+          if (this.accountHome) this.boxes.set(last, this.accountHome);
+          await this.mountBox(last, a[3] ?? '');
+          return ok;
+        }
+        const fsname = opts.find((o) => o.startsWith('fsname='))?.slice('fsname='.length);
+        await this.mountBox(last, fsname ?? a[3] ?? '');
         return ok;
       }
+      case 'ssh-keygen': {
+        // ssh-keygen -q -t TYPE -N '' -C COMMENT -f KEY: a new key pair; an existing key is never overwritten.
+        const key = a[a.indexOf('-f') + 1] ?? '';
+        if (await exists(key)) return { exitCode: 1, stdout: '', stderr: `${key} already exists.` };
+        const [type = '', blob = ''] = w.publicKey.trim().split(/\s+/);
+        const comment = a.includes('-C') ? ` ${a[a.indexOf('-C') + 1] ?? ''}` : '';
+        await writeFile(key, 'fake private key\n', { mode: 0o600, flag: 'wx' });
+        await writeFile(`${key}.pub`, `${type} ${blob}${comment}\n`, { mode: 0o644 });
+        return ok;
+      }
+      case 'chmod':
+        await chmod(last, parseInt(a[1] ?? '', 8));
+        return ok;
       case 'fusermount3':
         await this.unmountBox(last);
         return ok;
@@ -375,7 +432,7 @@ export class FakeMachine implements Runner {
     }
   }
 
-  private cryptsetup(cmd: Cmd): CmdResult {
+  private async cryptsetup(cmd: Cmd): Promise<CmdResult> {
     const a = cmd.argv;
     const w = this.world;
     const ok: CmdResult = { exitCode: 0, stdout: '', stderr: '' };
@@ -409,6 +466,33 @@ export class FakeMachine implements Runner {
       this.luksImage(image, [keyText({ kind: 'keyfile', bytes: Buffer.from(cmd.stdin ?? ''), label: '' })]);
       return ok;
     }
+    if (a[1] === 'luksAddKey') {
+      // luksAddKey … --key-file - IMAGE NEWKEYFILE: an existing key (stdin) authorises the new one.
+      const [image, file] = [a.at(-2) ?? '', a.at(-1) ?? ''];
+      const l = w.luks.get(image);
+      if (!l) return { exitCode: 1, stdout: '', stderr: `Device ${image} is not a valid LUKS device.` };
+      if (!l.keys.includes(keyText({ kind: 'keyfile', bytes: Buffer.from(cmd.stdin ?? ''), label: '' }))) return { exitCode: 2, stdout: '', stderr: 'No key available with this passphrase.' };
+      l.keys.push(keyText({ kind: 'keyfile', bytes: await readFile(file), label: '' }));
+      l.info.keySlots.push(String(l.info.keySlots.length));
+      return ok;
+    }
+    if (a[1] === 'luksHeaderBackup') {
+      // luksHeaderBackup IMAGE --header-backup-file FILE: a new file (0400) holding the image's header.
+      const [image, file] = [a[2] ?? '', a.at(-1) ?? ''];
+      if (!w.luks.has(image)) return { exitCode: 1, stdout: '', stderr: `Device ${image} is not a valid LUKS device.` };
+      if (await exists(file)) return { exitCode: 1, stdout: '', stderr: `Requested header backup file ${file} already exists.` };
+      await writeFile(file, 'fake LUKS2 header\n', { mode: 0o400, flag: 'wx' });
+      await chmod(file, 0o400);
+      w.signatures.set(file, { ...(w.signatures.get(image) ?? {}) });
+      return ok;
+    }
     return ok;
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -78,6 +78,7 @@ export function makeConfig(sb: Sandbox, over: Partial<Config> = {}): Config {
     image: { name: IMAGE, sizeBytes: 10 * GiB, uuid: UUID, label: 'hbs-backup' },
     filesystem: { mountPoint: sb.mountPoint, mountOptions: ['noatime', 'noinit_itable'] },
     fstab: null,
+    systemd: null,
     ...over,
   };
 }

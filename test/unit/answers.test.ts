@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
-import { checkGiven, completeAnswers, validateAnswer, type GivenAnswers } from '../../src/init/answers.js';
-import { DEFAULTS } from '../../src/init/options.js';
-import type { Prompter, Validate } from '../../src/init/prompter.js';
+import { checkGiven, completeAnswers, validateAnswer, type GivenAnswers } from '../../src/commands/init/answers.js';
+import { DEFAULTS } from '../../src/commands/init/options.js';
+import type { Prompter, Validate } from '../../src/core/prompter.js';
 import { FINGERPRINT_RE, isInside, isSystemDir, portSchema, USER_RE } from '../../src/lib/validate.js';
 
 const FP = 'SHA256:IPO0h5HyjBPiuHLl2CJ+YWmg7nSQF1B3vAiI9SBVVCk';
@@ -91,6 +91,20 @@ describe('completeAnswers without a prompter', () => {
     expect((await usageError(() => completeAnswers({}, undefined))).message).toBe('missing: --user, --size');
     expect((await usageError(() => completeAnswers({ user: 'u1' }, undefined))).message).toBe('missing: --size');
     expect((await usageError(() => completeAnswers({ size: '1G' }, undefined))).message).toBe('missing: --user');
+  });
+
+  it('--adopt: no --size is needed, and none is made up (the image on the box has its own)', async () => {
+    const a = await completeAnswers({ user: 'u42' }, undefined, { adopt: true });
+    expect(a.size).toBeUndefined();
+    expect(a).toMatchObject({ user: 'u42', host: 'u42.your-storagebox.de' });
+    expect((await completeAnswers({ user: 'u42', size: '10G' }, undefined, { adopt: true })).size).toBe(10 * 1024 ** 3);
+  });
+
+  it('--adopt in a terminal: the size is not asked', async () => {
+    const p = new FakePrompter(['', '', '', '', '', '', '', '']);
+    const a = await completeAnswers({ user: 'u42' }, p, { adopt: true });
+    expect(p.asked.map((q) => q.message)).not.toContain('Image size (e.g. 100G, 500GB, 1TiB)');
+    expect(a.size).toBeUndefined();
   });
 
   it('fills in defaults, derives the host from the user, and converts values', async () => {

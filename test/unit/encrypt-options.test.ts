@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
-import { encryptionSummary, resolveEncryption, type EncryptFlags } from '../../src/init/encrypt.js';
-import type { Prompter } from '../../src/init/prompter.js';
-import { MemoryReporter } from '../../src/ui/reporter.js';
+import { encryptionSummary, parseKdf, resolveEncryption, type EncryptFlags } from '../../src/commands/init/encrypt.js';
+import type { Prompter } from '../../src/core/prompter.js';
+import { MemoryReporter } from '../../src/core/reporter.js';
 
 const base = { image: 'filesystem.img', config: '/etc/hbs/config.json', dryRun: false, passwordStdin: false };
 const io = (over: { env?: NodeJS.ProcessEnv; stdin?: string; prompter?: Prompter } = {}) => ({
@@ -41,6 +41,7 @@ describe('hbs init --encrypt: keys', () => {
       keyFile: undefined,
       headerBackup: '/etc/hbs/hbs-filesystem.luks-header',
       unattendedKeyFile: null,
+      kdf: {},
     });
   });
 
@@ -103,7 +104,7 @@ describe('hbs init --encrypt: keys', () => {
   });
 
   it('the summary says plainly what an unattended key protects (the box) and what not (root here), and where the boot line is', () => {
-    const base2 = { mapperName: 'hbs-filesystem', passphrase: true, headerBackup: '/etc/hbs/h' };
+    const base2 = { mapperName: 'hbs-filesystem', passphrase: true, headerBackup: '/etc/hbs/h', kdf: {} };
     const text = encryptionSummary({ ...base2, unattendedKeyFile: '/etc/hbs/hbs-filesystem.key', crypttab: '/etc/crypttab' }).join('\n');
     expect(text).toContain('/etc/hbs/hbs-filesystem.key (mode 0400)');
     expect(text).toContain('/etc/crypttab has the line that opens the image at boot');
@@ -111,6 +112,43 @@ describe('hbs init --encrypt: keys', () => {
     expect(text).toMatch(/does NOT protect against: anyone with root on this machine/);
     expect(encryptionSummary({ ...base2, unattendedKeyFile: '/k', crypttab: null }).join('\n')).toContain('no crypttab line: --no-crypttab');
     expect(encryptionSummary({ ...base2, unattendedKeyFile: null }).join('\n')).not.toMatch(/protect|crypttab/);
+  });
+});
+
+describe('hbs init --encrypt: the key derivation (--luks-pbkdf, --luks-iter-time)', () => {
+  it('takes each of cryptsetup\'s PBKDFs and an iter time of at least 100 ms; nothing given is cryptsetup\'s defaults', () => {
+    for (const pbkdf of ['argon2id', 'argon2i', 'pbkdf2'] as const) expect(parseKdf({ luksPbkdf: pbkdf })).toEqual({ pbkdf });
+    expect(parseKdf({ luksIterTime: '100' })).toEqual({ iterTimeMs: 100 });
+    expect(parseKdf({ luksIterTime: '9999999' })).toEqual({ iterTimeMs: 9999999 });
+    expect(parseKdf({})).toEqual({});
+  });
+
+  it.each(['99', '0', '', ' 500', '500ms', '1e3', '10000000', '-100', '2.5'])('refuses --luks-iter-time %j naming it (exit 2)', (v) => {
+    let err: unknown;
+    try {
+      parseKdf({ luksIterTime: v });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as UsageError).message).toBe(`--luks-iter-time ${JSON.stringify(v)}: milliseconds, at least 100 (cryptsetup's default is 2000)`);
+  });
+
+  it('refuses a PBKDF cryptsetup does not have, naming it', () => {
+    expect(() => parseKdf({ luksPbkdf: 'scrypt' })).toThrow('--luks-pbkdf "scrypt": one of argon2id, argon2i, pbkdf2');
+    expect(() => parseKdf({ luksPbkdf: 'Argon2id' })).toThrow(UsageError);
+  });
+
+  it('reach the options of the key slots', async () => {
+    const r = await run({ encrypt: true, luksPassphraseStdin: true, luksPbkdf: 'argon2i', luksIterTime: '250' }, { stdin: 'pw' });
+    expect(r!.opts.kdf).toEqual({ pbkdf: 'argon2i', iterTimeMs: 250 });
+  });
+
+  it('a bad one stops before any key is read or generated', async () => {
+    let read = false;
+    const err = await resolveEncryption({ encrypt: true, luksPassphraseStdin: true, luksIterTime: '5' }, { ...io(), readStdin: () => ((read = true), Promise.resolve('pw')) }, base).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect(read).toBe(false);
   });
 });
 

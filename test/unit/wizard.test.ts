@@ -1,22 +1,28 @@
 /**
- * The wizard's logic with a scripted Prompter and a recording runner: which questions, in which
- * order, with which defaults; bad answers explained and asked again; the host key and the free
- * space probed without changing anything; the summary and its single confirmation.
+ * The wizard's logic with a scripted Prompter and the fake machine's probes: which questions, in
+ * which order, with which defaults; bad answers explained and asked again; the host key and the
+ * free space probed without changing anything; the summary and its single confirmation. And the
+ * box's free space as sftp `df` reports it.
  */
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { GivenAnswers } from '../../src/commands/init/answers.js';
+import { DEFAULTS } from '../../src/commands/init/options.js';
+import { askPassword, confirmChanges, exactSize, interview, mountTargetProblem, offerInstall, summaryLines, type Interview } from '../../src/commands/init/wizard.js';
 import { AbortError, EXIT, HbsError, UsageError } from '../../src/core/errors.js';
-import { RecordingRunner, type Expectation } from '../../src/core/recording-runner.js';
-import type { GivenAnswers } from '../../src/init/answers.js';
-import { DEFAULTS } from '../../src/init/options.js';
-import type { Prompter, Validate } from '../../src/init/prompter.js';
-import { askPassword, confirmChanges, exactSize, interview, mountTargetProblem, offerInstall, summaryLines, type Interview } from '../../src/init/wizard.js';
+import type { Prompter, Validate } from '../../src/core/prompter.js';
+import { MemoryReporter } from '../../src/core/reporter.js';
 import { serializeConfig } from '../../src/lib/config.js';
-import { MemoryReporter } from '../../src/ui/reporter.js';
-import { FIXTURE_KEY, makeDeps, makeOpts, makeSandbox, recordedConfig, rejection, type Sandbox } from './steps/helpers.js';
+import type { HostKey } from '../../src/lib/host-keys.js';
+import { parseSftpDf, type BoxSpace } from '../../src/lib/remote-df.js';
+import type { BoxConn } from '../../src/lib/ssh.js';
+import type { FakeMachine } from '../support/fake-machine.js';
+import { fakeBox, HOST_KEY, initOpts, OTHER_HOST_KEY } from '../support/init.js';
+import { makeConfig, makeDeps, makeSandbox, rejection, type Sandbox } from '../support/sandbox.js';
 
 const GiB = 1024 ** 3;
+const FIXTURE_KEY = HOST_KEY;
 
 type Asked = { kind: 'input' | 'password' | 'confirm'; message: string; default?: string | boolean };
 
@@ -61,55 +67,40 @@ class ScriptedPrompter implements Prompter {
   }
 }
 
-function keyscanAt(host: string, port: number, stdout: string): Expectation {
-  return { argv: ['ssh-keyscan', '-T', '10', '-p', String(port), '-t', 'ed25519,ecdsa,rsa', host], write: false, stdout };
-}
-const offers = (host: string, port: number): string => `[${host}]:${port} ${FIXTURE_KEY.type} ${FIXTURE_KEY.blob}\n`;
-
-/** The sftp `df` probe, through the throwaway known_hosts the wizard makes first. */
-function dfProbe(sb: Sandbox, c: { user: string; host: string; port: number; key: string }, result: { exitCode?: number; stdout?: string }): Expectation {
-  return {
-    argv: [
-      'sftp', '-q', '-b', '-', '-P', String(c.port), '-o', 'ConnectTimeout=20',
-      '-o', `IdentityFile=${c.key}`,
-      '-o', 'IdentitiesOnly=yes',
-      '-o', `UserKnownHostsFile=${join(sb.tempDir('hbs-probe-'), 'known_hosts')}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'ServerAliveInterval=15',
-      '-o', 'ServerAliveCountMax=3',
-      '-o', 'BatchMode=yes',
-      `${c.user}@${c.host}`,
-    ],
-    write: false,
-    stdin: '-df\n',
-    exitCode: result.exitCode ?? 0,
-    stdout: result.stdout ?? '',
-  };
-}
-
 /** sftp's df output for a box with 1000 GiB, 200 GiB of it free (figures in KiB). */
 const DF_OUT = `sftp> -df\n        Size         Used        Avail       (root)    %Capacity\n  ${1000 * 1024 * 1024}  ${800 * 1024 * 1024}  ${200 * 1024 * 1024}  ${200 * 1024 * 1024}          80%\n`;
 
 let sb: Sandbox;
+let m: FakeMachine;
 let reporter: MemoryReporter;
+/** Where the host key scan went, and what it offers there (nothing anywhere else). */
+let offered: Map<string, HostKey[]>;
+let scanned: string[];
 beforeEach(async () => {
   sb = await makeSandbox();
+  m = fakeBox(sb);
   reporter = new MemoryReporter();
+  offered = new Map();
+  scanned = [];
+  m.probes.hostKeys = (host, port) => (scanned.push(`${host}:${port}`), Promise.resolve(offered.get(`${host}:${port}`) ?? []));
 });
 afterEach(async () => {
   await sb.cleanup();
 });
 
-const io = (prompter: Prompter, runner: RecordingRunner) => ({ prompter, reporter, runner, mkTempDir: makeDeps(sb).mkTempDir });
+const offers = (host: string, port: number, keys: HostKey[] = [FIXTURE_KEY]): void => void offered.set(`${host}:${port}`, keys);
+const io = (prompter: Prompter) => ({ prompter, reporter, probe: m.probes, mkTempDir: makeDeps().mkTempDir });
 /** Local paths inside the sandbox, given as flags. */
 const localFlags = (): GivenAnswers => ({ config: sb.config, fstab: sb.fstab });
+const sshDir = () => join(sb.root, 'ssh');
 
 describe('interview', () => {
   it('asks everything, in order, with defaults; the host follows the account; the fingerprint needs a yes', async () => {
     const p = new ScriptedPrompter(['u5', '', '', true, sb.sshKey, '', '', '10G', sb.boxMount, sb.mountPoint]);
-    const runner = new RecordingRunner([keyscanAt('u5.your-storagebox.de', 23, offers('u5.your-storagebox.de', 23))]);
-    const iv = await interview(localFlags(), io(p, runner), { force: false });
+    offers('u5.your-storagebox.de', 23);
+    let sftp = 0;
+    m.probes.boxSpaceOverSftp = () => (sftp++, Promise.resolve({ login: true }));
+    const iv = await interview(localFlags(), io(p), { force: false, adopt: false });
 
     expect(p.questions).toEqual([
       'Storage Box account',
@@ -145,24 +136,35 @@ describe('interview', () => {
       fstab: sb.fstab,
       config: sb.config,
     });
-    // No key yet: nothing but the host key scan went to the box.
-    runner.assertDone();
+    // No key yet: nothing but the host key scan went to the box; nothing was changed.
+    expect(scanned).toEqual(['u5.your-storagebox.de:23']);
+    expect(sftp).toBe(0);
+    expect(m.ran).toEqual([]);
   });
 
   it('does not ask what the flags gave', async () => {
     const given: GivenAnswers = { ...localFlags(), user: 'u7', host: 'box.example', port: '22', remotePath: 'b', image: 'x.img', boxMount: sb.boxMount, mountPoint: sb.mountPoint, sshKey: sb.sshKey, hostKeyFingerprint: FIXTURE_KEY.fingerprint };
     const p = new ScriptedPrompter(['1T']);
-    const runner = new RecordingRunner([keyscanAt('box.example', 22, offers('box.example', 22).replace('[box.example]:22', 'box.example'))]);
-    const iv = await interview(given, io(p, runner), { force: false });
+    offers('box.example', 22);
+    const iv = await interview(given, io(p), { force: false, adopt: false });
     expect(p.questions).toEqual(['Image size']);
     expect(iv.hostKeyBy).toBe('flag');
     expect(iv.answers).toMatchObject({ user: 'u7', host: 'box.example', port: 22, remotePath: 'b', image: 'x.img', size: 1024 * GiB });
   });
 
+  it('--adopt: no size is asked (the image on the box has its own), and none is made up', async () => {
+    const given: GivenAnswers = { ...localFlags(), user: 'u7', host: 'box.example', port: '23', remotePath: 'b', image: 'x.img', boxMount: sb.boxMount, mountPoint: sb.mountPoint, sshKey: sb.sshKey, hostKeyFingerprint: FIXTURE_KEY.fingerprint };
+    offers('box.example', 23);
+    const p = new ScriptedPrompter([]);
+    const iv = await interview(given, io(p), { force: false, adopt: true });
+    expect(p.asked).toEqual([]);
+    expect(iv.answers.size).toBeUndefined();
+  });
+
   it('explains a bad answer under the question and asks it again', async () => {
     const p = new ScriptedPrompter(['root', 'u5', '', '0', '', true, '', '', '', '1.5.0G', '32M', '10G', sb.boxMount, sb.mountPoint]);
-    const runner = new RecordingRunner([keyscanAt('u5.your-storagebox.de', 23, offers('u5.your-storagebox.de', 23))]);
-    const iv = await interview({ ...localFlags(), sshKey: sb.sshKey }, io(p, runner), { force: false });
+    offers('u5.your-storagebox.de', 23);
+    const iv = await interview({ ...localFlags(), sshKey: sb.sshKey }, io(p), { force: false, adopt: false });
     expect(p.rejected.map((r) => [r.message.split(' (')[0], r.answer, r.why])).toEqual([
       ['Storage Box account', 'root', '"root" is not a Storage Box account (u123456 or u123456-sub1)'],
       ['SSH port', '0', '"0" is not a port (1-65535)'],
@@ -179,112 +181,122 @@ describe('interview', () => {
     await mkdir(join(sb.root, 'full'), { recursive: true });
     await writeFile(join(sb.root, 'full', 'data'), 'x');
     await writeFile(join(sb.root, 'a-file'), 'x');
-    const p = new ScriptedPrompter(['/etc', join(sb.root, 'a-file'), sb.boxMount, join(sb.boxMount, 'inner'), join(sb.root, 'full'), sb.mountPoint]);
+    await mkdir(join(sb.root, 'mounted'), { recursive: true });
+    await writeFile(join(sb.root, 'mounted', 'data'), 'x');
+    m.mountFs(join(sb.root, 'mounted'), '/dev/loop7');
+    const p = new ScriptedPrompter(['/etc', join(sb.root, 'a-file'), join(sb.root, 'mounted'), join(sb.root, 'mounted', 'inner'), join(sb.root, 'full'), sb.mountPoint]);
     const given: GivenAnswers = { ...localFlags(), user: 'u5', host: 'h.example', port: '23', remotePath: '', image: 'i.img', size: '1G', sshKey: sb.sshKey, hostKeyFingerprint: FIXTURE_KEY.fingerprint };
-    const runner = new RecordingRunner([
-      keyscanAt('h.example', 23, offers('h.example', 23)),
-      // The full directory: is something mounted there? No, so it is refused.
-      { argv: ['findmnt', '--json', '--mountpoint', join(sb.root, 'full'), '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'], write: false, exitCode: 1 },
-    ]);
-    const iv = await interview(given, io(p, runner), { force: false });
+    offers('h.example', 23);
+    const iv = await interview(given, io(p), { force: false, adopt: false });
     expect(p.rejected.map((r) => r.why)).toEqual([
       '"/etc" is a system directory; pick a directory of its own',
       `${join(sb.root, 'a-file')} is a file, not a directory`,
-      `mount point "${join(sb.boxMount, 'inner')}" must not be the box mount or inside it ("${sb.boxMount}")`,
+      `mount point "${join(sb.root, 'mounted', 'inner')}" must not be the box mount or inside it ("${join(sb.root, 'mounted')}")`,
+      // A directory with files in it that nothing is mounted on is refused; a mount point is for the plan to judge.
       `${join(sb.root, 'full')} is a directory with files in it; hbs will not mount over them: choose an empty or new directory`,
     ]);
-    expect(iv.answers).toMatchObject({ boxMount: sb.boxMount, mountPoint: sb.mountPoint });
-    runner.assertDone();
+    expect(iv.answers).toMatchObject({ boxMount: join(sb.root, 'mounted'), mountPoint: sb.mountPoint });
   });
 
   it('asks host and port again when no SSH server answers there, with the last answers as defaults', async () => {
     const p = new ScriptedPrompter(['u5', 'wrong.example', '2222', 'right.example', '23', true]);
     const given: GivenAnswers = { ...localFlags(), remotePath: '', image: 'i.img', size: '1G', boxMount: sb.boxMount, mountPoint: sb.mountPoint, sshKey: sb.sshKey };
-    const runner = new RecordingRunner([keyscanAt('wrong.example', 2222, ''), keyscanAt('right.example', 23, offers('right.example', 23))]);
-    const iv = await interview(given, io(p, runner), { force: false });
+    offers('right.example', 23);
+    const iv = await interview(given, io(p), { force: false, adopt: false });
     expect(p.questions).toEqual(['Storage Box account', 'Storage Box host', 'SSH port', 'Storage Box host', 'SSH port', 'Is it the same fingerprint?']);
     expect(p.asked[3]!.default).toBe('wrong.example');
     expect(p.asked[4]!.default).toBe('2222');
     expect(reporter.lines.join('\n')).toContain('cannot reach an SSH server at wrong.example port 2222');
+    expect(scanned).toEqual(['wrong.example:2222', 'right.example:23']);
     expect(iv.answers).toMatchObject({ host: 'right.example', port: 23 });
   });
 
   it('stops when the box cannot be reached at a host and port given as flags', async () => {
-    const runner = new RecordingRunner([keyscanAt('h.example', 23, '')]);
-    const err = await rejection(interview({ ...localFlags(), user: 'u5', host: 'h.example', port: '23' }, io(new ScriptedPrompter([]), runner), { force: false }));
+    const err = await rejection(interview({ ...localFlags(), user: 'u5', host: 'h.example', port: '23' }, io(new ScriptedPrompter([])), { force: false, adopt: false }));
     expect(err).toBeInstanceOf(HbsError);
     expect(err.message).toContain('cannot reach an SSH server at h.example port 23');
   });
 
   it('"no" at the fingerprint stops with exit 130 before anything else is asked', async () => {
     const p = new ScriptedPrompter([false]);
-    const runner = new RecordingRunner([keyscanAt('h.example', 23, offers('h.example', 23))]);
-    const err = await rejection(interview({ ...localFlags(), user: 'u5', host: 'h.example', port: '23' }, io(p, runner), { force: false }));
+    offers('h.example', 23);
+    const err = await rejection(interview({ ...localFlags(), user: 'u5', host: 'h.example', port: '23' }, io(p), { force: false, adopt: false }));
     expect(err).toBeInstanceOf(AbortError);
     expect((err as AbortError).exitCode).toBe(EXIT.aborted);
     expect(p.questions).toEqual(['Is it the same fingerprint?']);
     expect(p.asked[0]!.default).toBe(false);
   });
 
-  it('stops on a --host-key-fingerprint the box does not offer', async () => {
-    const runner = new RecordingRunner([keyscanAt('h.example', 23, offers('h.example', 23))]);
-    const other = 'SHA256:' + 'A'.repeat(43);
-    const err = await rejection(interview({ ...localFlags(), user: 'u5', host: 'h.example', port: '23', hostKeyFingerprint: other }, io(new ScriptedPrompter([]), runner), { force: false }));
+  it('stops on a --host-key-fingerprint the box does not offer, naming what it offers', async () => {
+    offers('h.example', 23);
+    const err = await rejection(
+      interview({ ...localFlags(), user: 'u5', host: 'h.example', port: '23', hostKeyFingerprint: OTHER_HOST_KEY.fingerprint }, io(new ScriptedPrompter([])), { force: false, adopt: false }),
+    );
     expect(err).toBeInstanceOf(UsageError);
     expect(err.message).toContain(FIXTURE_KEY.fingerprint);
   });
 
   describe('with a key that already logs in', () => {
-    const c = (sshKey: string) => ({ user: 'u5', host: 'h.example', port: 23, key: sshKey });
     const given = (): GivenAnswers => ({ ...localFlags(), user: 'u5', host: 'h.example', port: '23', remotePath: '', image: 'i.img', boxMount: sb.boxMount, mountPoint: sb.mountPoint, sshKey: sb.sshKey });
+    /** What the sftp df probe was asked with, and the known_hosts it trusted while it ran. */
+    let probed: { conn: BoxConn; knownHosts: string }[];
+    const answer = (r: { login: boolean; space?: BoxSpace }) => {
+      m.probes.boxSpaceOverSftp = async (conn) => (probed.push({ conn, knownHosts: await readFile(conn.knownHosts, 'utf8') }), r);
+    };
     beforeEach(async () => {
-      await mkdir(sb.sshDir, { recursive: true });
+      await mkdir(sshDir(), { recursive: true });
       await writeFile(sb.sshKey, 'PRIVATE', { mode: 0o600 });
+      offers('h.example', 23);
+      probed = [];
     });
 
     it('shows the free space in the size question and refuses a size larger than it', async () => {
+      answer({ login: true, space: parseSftpDf(DF_OUT) });
       const p = new ScriptedPrompter([true, '300G', '150G']);
-      const runner = new RecordingRunner([keyscanAt('h.example', 23, offers('h.example', 23)), dfProbe(sb, c(sb.sshKey), { stdout: DF_OUT })]);
-      const iv = await interview(given(), io(p, runner), { force: false });
+      const iv = await interview(given(), io(p), { force: false, adopt: false });
       expect(p.asked[1]!.message).toBe('Image size (e.g. 100G, 500GB, 1TiB; the box has 200 GiB free of 1000 GiB)');
       expect(p.rejected.map((r) => r.why)).toEqual(['300 GiB is more than the 200 GiB free on the box: choose a smaller size (or re-run with --force if the box will grow)']);
       expect(iv).toMatchObject({ hostKeyPinned: false, keyExists: true, keyLogin: true, space: { totalBytes: 1000 * GiB, freeBytes: 200 * GiB } });
       expect(iv.answers.size).toBe(150 * GiB);
-      runner.assertDone();
+      // The probe trusted exactly the confirmed host key, through a throwaway known_hosts (gone again).
+      expect(probed).toHaveLength(1);
+      expect(probed[0]!.conn).toMatchObject({ user: 'u5', host: 'h.example', port: 23, key: sb.sshKey, remotePath: '' });
+      expect(probed[0]!.knownHosts).toBe(`[h.example]:23 ${FIXTURE_KEY.type} ${FIXTURE_KEY.blob}\n`);
+      expect(probed[0]!.conn.knownHosts).not.toBe(sb.knownHosts);
+      await expect(readFile(probed[0]!.conn.knownHosts)).rejects.toMatchObject({ code: 'ENOENT' });
     });
 
     it('takes a size larger than the free space with --force', async () => {
+      answer({ login: true, space: parseSftpDf(DF_OUT) });
       const p = new ScriptedPrompter([true, '300G']);
-      const runner = new RecordingRunner([keyscanAt('h.example', 23, offers('h.example', 23)), dfProbe(sb, c(sb.sshKey), { stdout: DF_OUT })]);
-      expect((await interview(given(), io(p, runner), { force: true })).answers.size).toBe(300 * GiB);
+      expect((await interview(given(), io(p), { force: true, adopt: false })).answers.size).toBe(300 * GiB);
     });
 
     it('still works when the server has no df: key login yes, space unknown', async () => {
+      answer({ login: true, space: parseSftpDf('sftp> -df\n') });
       const p = new ScriptedPrompter([true, '300G']);
-      const runner = new RecordingRunner([keyscanAt('h.example', 23, offers('h.example', 23)), dfProbe(sb, c(sb.sshKey), { stdout: 'sftp> -df\n' })]);
-      const iv = await interview(given(), io(p, runner), { force: false });
+      const iv = await interview(given(), io(p), { force: false, adopt: false });
       expect(iv).toMatchObject({ keyLogin: true, space: undefined });
       expect(p.asked[1]!.message).toBe('Image size (e.g. 100G, 500GB, 1TiB)');
     });
 
-    it('a key the box refuses means the password is needed; the throwaway known_hosts is gone', async () => {
+    it('a key the box refuses means the password is needed', async () => {
+      answer({ login: false });
       const p = new ScriptedPrompter([true, '300G']);
-      const runner = new RecordingRunner([keyscanAt('h.example', 23, offers('h.example', 23)), dfProbe(sb, c(sb.sshKey), { exitCode: 255 })]);
-      const iv = await interview(given(), io(p, runner), { force: false });
+      const iv = await interview(given(), io(p), { force: false, adopt: false });
       expect(iv).toMatchObject({ keyExists: true, keyLogin: false, space: undefined });
-      expect(sb.tempDirs).toEqual([sb.tempDir('hbs-probe-')]);
-      expect(await stat(sb.tempDir('hbs-probe-')).then(() => 'there', () => 'gone')).toBe('gone');
+      await expect(readFile(probed[0]!.conn.knownHosts)).rejects.toMatchObject({ code: 'ENOENT' });
     });
   });
 
   it('takes its defaults from a config already there, asks no size for the recorded image, and trusts the pinned key', async () => {
-    const config = recordedConfig(sb);
+    const config = makeConfig(sb, { fstab: sb.fstab });
     await mkdir(sb.configDir, { recursive: true });
     await writeFile(sb.config, serializeConfig(config));
     await writeFile(sb.knownHosts, `[${config.box.host}]:${config.box.port} ${FIXTURE_KEY.type} ${FIXTURE_KEY.blob}\n`);
+    offers(config.box.host, config.box.port);
     const p = new ScriptedPrompter(['', '', '', '', '', '', '', '']);
-    const runner = new RecordingRunner([keyscanAt(config.box.host, config.box.port, offers(config.box.host, config.box.port))]);
-    const iv = await interview(localFlags(), io(p, runner), { force: false });
+    const iv = await interview(localFlags(), io(p), { force: false, adopt: false });
     expect(p.questions).not.toContain('Image size');
     expect(p.questions).not.toContain('Is it the same fingerprint?');
     expect(p.asked.map((q) => q.default)).toEqual([
@@ -297,9 +309,8 @@ describe('interview', () => {
   it('stops when the box offers another key than the one pinned before', async () => {
     await mkdir(sb.configDir, { recursive: true });
     await writeFile(sb.knownHosts, `[h.example]:23 ${FIXTURE_KEY.type} ${FIXTURE_KEY.blob}\n`);
-    const otherBlob = 'AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
-    const runner = new RecordingRunner([keyscanAt('h.example', 23, `[h.example]:23 ssh-ed25519 ${otherBlob}\n`)]);
-    const err = await rejection(interview({ ...localFlags(), user: 'u5', host: 'h.example', port: '23' }, io(new ScriptedPrompter([]), runner), { force: false }));
+    offers('h.example', 23, [OTHER_HOST_KEY]);
+    const err = await rejection(interview({ ...localFlags(), user: 'u5', host: 'h.example', port: '23' }, io(new ScriptedPrompter([])), { force: false, adopt: false }));
     expect(err.message).toMatch(/^the host key of h\.example:23 changed/);
   });
 });
@@ -320,7 +331,7 @@ describe('the rest of the wizard', () => {
   });
 
   it('the summary names every answer', () => {
-    const o = makeOpts(sb, { hostKeyFingerprint: FIXTURE_KEY.fingerprint });
+    const o = initOpts(sb, { size: 100 * GiB });
     const facts: Omit<Interview, 'answers'> = { hostKey: { ...FIXTURE_KEY }, hostKeyBy: 'confirmed', hostKeyPinned: false, keyExists: false, keyLogin: false, space: { totalBytes: 1000 * GiB, freeBytes: 200 * GiB } };
     const text = summaryLines(o, facts).join('\n');
     for (const v of [o.user, `${o.host}, port 23`, FIXTURE_KEY.fingerprint, 'you confirmed it', o.remotePath, 'filesystem.img, 100 GiB (the box has 200 GiB free of 1000 GiB)', o.boxMount, o.mountPoint, `${o.sshKey} (made now)`, 'set up once with the password', sb.fstab, sb.config]) {
@@ -337,6 +348,13 @@ describe('the rest of the wizard', () => {
     );
   });
 
+  it('the summary of an adoption without --size names no made-up size', () => {
+    const facts: Omit<Interview, 'answers'> = { hostKey: { ...FIXTURE_KEY }, hostKeyBy: 'pinned', hostKeyPinned: true, keyExists: true, keyLogin: true };
+    const text = summaryLines(initOpts(sb, { adopt: true, sizeGiven: false, size: undefined }), facts).join('\n');
+    expect(text).toContain('filesystem.img, the size of the image already there, adopted as it is');
+    expect(text).not.toMatch(/\d+ (B|KiB|MiB|GiB)/);
+  });
+
   it('"no" at the summary is an abort (exit 130) saying nothing was changed', async () => {
     const err = await rejection(confirmChanges(new ScriptedPrompter([false])));
     expect(err).toBeInstanceOf(AbortError);
@@ -344,15 +362,33 @@ describe('the rest of the wizard', () => {
     await expect(confirmChanges(new ScriptedPrompter([true]))).resolves.toBeUndefined();
   });
 
-  it('mountTargetProblem: missing and empty directories are fine', async () => {
-    const runner = new RecordingRunner();
-    expect(await mountTargetProblem(runner, join(sb.root, 'nope', 'deeper'))).toBe(true);
+  it('mountTargetProblem: missing and empty directories are fine; so is a directory something is mounted on', async () => {
+    expect(await mountTargetProblem(m.probes, join(sb.root, 'nope', 'deeper'))).toBe(true);
     await mkdir(join(sb.root, 'empty'));
-    expect(await mountTargetProblem(runner, join(sb.root, 'empty'))).toBe(true);
-    runner.assertDone();
+    expect(await mountTargetProblem(m.probes, join(sb.root, 'empty'))).toBe(true);
+    await mkdir(join(sb.root, 'busy'));
+    await writeFile(join(sb.root, 'busy', 'f'), 'x');
+    expect(await mountTargetProblem(m.probes, join(sb.root, 'busy'))).toMatch(/is a directory with files in it/);
+    m.mountFs(join(sb.root, 'busy'), '/dev/loop3');
+    expect(await mountTargetProblem(m.probes, join(sb.root, 'busy'))).toBe(true);
   });
 
   it('exactSize writes sizes back in the --size grammar', () => {
     expect([exactSize(10 * GiB), exactSize(1024 ** 4), exactSize(1536 * 1024 ** 2), exactSize(1000)]).toEqual(['10G', '1T', '1536M', '1000']);
+  });
+});
+
+describe('parseSftpDf', () => {
+  it('reads Size and Avail (KiB) under the header, with or without the echoed command', () => {
+    const out = 'sftp> -df\n        Size         Used        Avail       (root)    %Capacity\n   264212084     22845468     83545444    241366616           8%';
+    expect(parseSftpDf(out)).toEqual({ totalBytes: 264212084 * 1024, freeBytes: 83545444 * 1024 });
+    expect(parseSftpDf(out.split('\n').slice(1).join('\n'))).toEqual({ totalBytes: 264212084 * 1024, freeBytes: 83545444 * 1024 });
+  });
+
+  it('is undefined when the server printed no figures', () => {
+    expect(parseSftpDf('sftp> -df\n')).toBeUndefined();
+    expect(parseSftpDf('')).toBeUndefined();
+    expect(parseSftpDf('        Size         Used        Avail       (root)    %Capacity\n')).toBeUndefined();
+    expect(parseSftpDf('        Size         Used        Avail       (root)    %Capacity\n  x y z\n')).toBeUndefined();
   });
 });

@@ -16,7 +16,7 @@ import { assertCrypttabWritable } from '../../steps/init/crypttab.js';
 import { ExistingImageError } from '../../steps/init/image.js';
 import { LockHeldError } from '../../steps/lock.js';
 import { DRY_RUN_DONE, DRY_RUN_INTRO, machine, selfCommand, type CommandIo } from '../shared.js';
-import { DEFAULT_SYSTEMD_DIR } from '../../lib/systemd.js';
+import { DEFAULT_SYSTEMD_DIR, unitName } from '../../lib/systemd.js';
 import type { Probes } from '../../lib/probes.js';
 import { checkGiven, completeAnswers, type GivenAnswers } from './answers.js';
 import { askExistingPassphrase, encryptionSummary, encryptOptionsFor, resolveEncryption, type EncryptFlags } from './encrypt.js';
@@ -114,7 +114,7 @@ const HINT = 're-run `hbs init` with the same answers: finished steps are skippe
  * Where the boot unit goes: --systemd-dir, or /etc/systemd/system where systemd runs this machine.
  * Without systemd (or with --no-systemd) fstab mounts the stack at boot, without the lock.
  */
-async function bootUnitFor(flags: InitCliFlags, probe: Probes, reporter: Reporter): Promise<InitOptions['systemd']> {
+async function bootUnitFor(flags: InitCliFlags, probe: Probes): Promise<InitOptions['systemd']> {
   if (flags.systemd === false) {
     if (flags.systemdDir !== undefined) throw new UsageError('--systemd-dir and --no-systemd exclude each other');
     return null;
@@ -125,9 +125,7 @@ async function bootUnitFor(flags: InitCliFlags, probe: Probes, reporter: Reporte
     const dir = resolve(flags.systemdDir);
     return { dir, live: running && dir === DEFAULT_SYSTEMD_DIR };
   }
-  if (running) return { dir: DEFAULT_SYSTEMD_DIR, live: true };
-  reporter.info('This machine does not run systemd: the fstab lines bring the stack up at boot (without the lock; `hbs mount` takes it). --systemd-dir writes the unit anyway.');
-  return null;
+  return running ? { dir: DEFAULT_SYSTEMD_DIR, live: true } : null;
 }
 
 export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<void> {
@@ -150,7 +148,7 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
     forceFormat: Boolean(flags.forceFormat),
     formatConfirmed: false,
     sizeGiven: flags.size !== undefined,
-    systemd: await bootUnitFor(flags, m.probes, io.reporter),
+    systemd: await bootUnitFor(flags, m.probes),
   };
   const enc = await resolveEncryption(flags, { reporter: io.reporter, prompter, readStdin: io.readStdin ?? (() => Promise.resolve('')), env }, {
     image: opts.image,
@@ -319,6 +317,11 @@ function summary(ctx: InitCtx, dryRun: boolean): void {
   if (o.encrypt) for (const line of encryptionSummary(o.encrypt, Boolean(ctx.state.luks?.adopted))) r.info(line);
   const crypttab = o.encrypt?.crypttab ? `; crypttab block in ${o.encrypt.crypttab}` : '';
   r.info(`Config: ${o.config}${o.fstab ? `; fstab block in ${o.fstab}` : '; no fstab entries (--no-fstab)'}${crypttab}.`);
+  r.info(
+    o.systemd
+      ? `At boot, ${unitName(o.config)} brings it up the way \`hbs mount\` does (with the lock); other units that need it: Requires= and After= that unit.`
+      : `At boot, ${o.fstab ? 'the fstab lines bring it up (without the lock: `hbs mount` takes it)' : 'nothing brings it up: run `hbs mount`'}; no systemd unit (--no-systemd, or this machine does not run systemd).`,
+  );
   r.info('\nBack up with owners, groups, modes, hard links, ACLs and xattrs intact:');
   r.info(`  rsync -aHAX --numeric-ids SRC/ ${o.mountPoint}/`);
 }

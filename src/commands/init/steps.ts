@@ -1,6 +1,5 @@
 import type { Step } from '../../core/step.js';
 import { boxMountStep } from '../../steps/box.js';
-import { cryptOpenStep } from '../../steps/crypt.js';
 import { directIoStep, fsMountStep } from '../../steps/fs.js';
 import { fsckIfNeededStep } from '../../steps/stack.js';
 import { boxSpaceStep } from '../../steps/init/box-space.js';
@@ -11,7 +10,7 @@ import { fstabStep } from '../../steps/init/fstab.js';
 import { hostKeyStep } from '../../steps/init/host-key.js';
 import { imageStep } from '../../steps/init/image.js';
 import { keyUploadStep } from '../../steps/init/key-upload.js';
-import { luksFormatStep } from '../../steps/init/luks.js';
+import { luksFormatStep, luksOpenStep } from '../../steps/init/luks.js';
 import { mkfsStep } from '../../steps/init/mkfs.js';
 import { sshKeyStep } from '../../steps/init/ssh-key.js';
 import { bootUnitStep } from '../../steps/init/systemd.js';
@@ -37,7 +36,7 @@ export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null }
     lockCheckStep,
     boxSpaceStep,
     imageStep,
-    ...(o.encrypt ? [luksFormatStep, cryptOpenStep] : []),
+    ...(o.encrypt ? [luksFormatStep, luksOpenStep] : []),
     mkfsStep,
     configStep,
     intentDoneStep,

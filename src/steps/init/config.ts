@@ -31,7 +31,6 @@ export function buildConfig(ctx: InitCtx): Config {
     },
     filesystem: { mountPoint: o.mountPoint, mountOptions: s.fs.mountOptions },
     fstab: o.fstab,
-    systemd: o.systemd ? { dir: o.systemd.dir } : null,
     ...(o.encrypt
       ? {
           encryption: {
@@ -44,6 +43,8 @@ export function buildConfig(ctx: InitCtx): Config {
           },
         }
       : {}),
+    // After `encryption`, as the schema orders it: a re-read config serialises byte for byte the same.
+    systemd: o.systemd ? { dir: o.systemd.dir } : null,
   };
 }
 
@@ -57,8 +58,9 @@ function upToDate(ctx: InitCtx): Check {
 export const configStep: Step<InitCtx> = {
   id: 'config',
   title: 'Write the config',
-  // The filesystem's UUID is known once the image is formatted, or opened (adopted and encrypted).
-  after: ['crypt-open'],
+  // The filesystem's UUID is known once the image is formatted, or opened (adopted and encrypted),
+  // or (adopted, plain) once the box is mounted.
+  after: ['box-mount', 'crypt-open'],
   check(ctx) {
     if (!ctx.stack.fs.uuid) return Promise.reject(new HbsError('internal: the config is due before the filesystem is known', EXIT.failed));
     return Promise.resolve(upToDate(ctx));

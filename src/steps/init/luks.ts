@@ -3,8 +3,8 @@ import type { Action } from '../../core/action.js';
 import { EXIT, HbsError } from '../../core/errors.js';
 import { fileExists } from '../../core/files.js';
 import type { Check, Step } from '../../core/step.js';
-import { luksAddKeyFileCmd, luksFormatCmd, luksHeaderBackupCmd, readKeyFile, WrongKeyError, type LuksKey } from '../../lib/luks.js';
-import { keyFor } from '../crypt.js';
+import { luksAddKeyFileCmd, luksFormatCmd, luksHeaderBackupCmd, luksOpenCmd, readKeyFile, WrongKeyError, type LuksKey } from '../../lib/luks.js';
+import { cryptOpenStep, keyFor } from '../crypt.js';
 import type { EncryptOptions, InitCtx } from './context.js';
 
 function encryptOf(ctx: InitCtx): EncryptOptions {
@@ -136,3 +136,17 @@ async function check(ctx: InitCtx): Promise<Check> {
   const detail = `adopted as it is (LUKS UUID ${adopted.uuid ?? '?'}): ${fits}; never formatted`;
   return have.backup && have.keep ? { done: true, detail: `${detail}; header backup ${encryptOf(ctx).headerBackup} is there` } : { done: false, detail };
 }
+
+/**
+ * The mapping, opened as for `hbs mount` (an adopted image must hold an ext4, else it is closed
+ * again) — except right after this run's luksFormat: that container is empty until mkfs, so it is
+ * opened without looking for a filesystem in it.
+ */
+export const luksOpenStep: Step<InitCtx> = {
+  ...cryptOpenStep,
+  plan(ctx) {
+    const s = ctx.stack;
+    if (!ctx.state.luks?.formatted || !s.crypt) return cryptOpenStep.plan(ctx);
+    return Promise.resolve([{ kind: 'run', cmd: luksOpenCmd(s.image.path, s.crypt.mapperName, primaryKey(ctx)) }]);
+  },
+};

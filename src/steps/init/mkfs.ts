@@ -10,7 +10,8 @@ import type { InitCtx } from './context.js';
 export const mkfsStep: Step<InitCtx> = {
   id: 'mkfs',
   title: 'ext4 filesystem in the image',
-  after: ['image', 'crypt-open'],
+  // An adopted image is looked at once the box is mounted: a dry-run that only planned the mount gets `expect`.
+  after: ['box-mount', 'image', 'crypt-open'],
   check(ctx) {
     const uuid = ctx.stack.fs.uuid;
     if (uuid) return Promise.resolve({ done: true, detail: ctx.state.luks?.adopted ? `adopted: ext4 UUID ${uuid} in ${ctx.stack.fs.device}; not formatted` : `already ext4, UUID ${uuid}` });

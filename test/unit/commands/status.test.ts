@@ -100,10 +100,15 @@ describe('hbs status', () => {
         uuid: UUID,
         ...DF,
         loopDirectIo: true,
+        readOnly: false,
+        errors: { count: 0, kernel: { lines: 0, first: null, last: null }, first: null, last: null, cause: null },
       },
+      // The image may still grow by what ext4 has free, and no more than its unallocated part: the box holds that.
+      space: { boxFreeBytes: BOX_SPACE.freeBytes, filesystemFreeBytes: DF.freeBytes, imageUnallocatedBytes: 9 * GiB, mayStillNeedBytes: Math.min(DF.freeBytes, 9 * GiB), shortBytes: 0, ok: true },
       fstab: { state: 'ok', path: sb.fstab, detail: `${sb.fstab} has the hbs block (findmnt --verify: ok)` },
       lock: { state: 'ours', hostname: 'testhost', machineId: '0f1e2d3c4b5a69788796a5b4c3d2e1f0', pid: 111, time: '2024-12-31T23:00:00.000Z' },
       encryption: null,
+      boot: { state: 'fstab', unit: null, path: null },
     } satisfies StatusReport);
     // findmnt --verify sees only the block's lines, not the rest of the system's fstab.
     expect(verified).toEqual([`sshfs#${SOURCE} ${sb.boxMount} fuse.sshfs reconnect,nofail 0 0\n${sb.image} ${sb.mountPoint} ext4 loop,noatime,nofail 0 0\n`]);
@@ -113,7 +118,7 @@ describe('hbs status', () => {
   it('keeps the JSON keys stable; a down report has the very same keys (nulls, not missing keys)', async () => {
     await upStack();
     const report = await status();
-    expect(Object.keys(report)).toEqual(['config', 'healthy', 'box', 'image', 'filesystem', 'fstab', 'lock', 'encryption']);
+    expect(Object.keys(report)).toEqual(['config', 'healthy', 'box', 'image', 'filesystem', 'space', 'fstab', 'lock', 'encryption', 'boot']);
     expect(keyPaths(report)).toEqual([
       'config',
       'healthy',
@@ -139,6 +144,20 @@ describe('hbs status', () => {
       'filesystem.usedBytes',
       'filesystem.freeBytes',
       'filesystem.loopDirectIo',
+      'filesystem.readOnly',
+      'filesystem.errors.count',
+      'filesystem.errors.kernel.lines',
+      'filesystem.errors.kernel.first',
+      'filesystem.errors.kernel.last',
+      'filesystem.errors.first',
+      'filesystem.errors.last',
+      'filesystem.errors.cause',
+      'space.boxFreeBytes',
+      'space.filesystemFreeBytes',
+      'space.imageUnallocatedBytes',
+      'space.mayStillNeedBytes',
+      'space.shortBytes',
+      'space.ok',
       'fstab.state',
       'fstab.path',
       'fstab.detail',
@@ -148,9 +167,14 @@ describe('hbs status', () => {
       'lock.pid',
       'lock.time',
       'encryption',
+      'boot.state',
+      'boot.unit',
+      'boot.path',
     ]);
+    // Down, the parts that need the stack up are null — there, not missing.
     const down = new FakeMachine();
-    expect(keyPaths(await statusCommand({ config: sb.config }, testIo(down)))).toEqual(keyPaths(report));
+    const collapse = (paths: string[]): string[] => [...new Set(paths.map((k) => k.replace(/^(space|filesystem\.errors)\..*$/, '$1')))];
+    expect(keyPaths(await statusCommand({ config: sb.config }, testIo(down)))).toEqual(collapse(keyPaths(report)));
   });
 
   it('everything down: not healthy, reachable from the key login over SFTP, nothing else asked of the box', async () => {
@@ -177,10 +201,14 @@ describe('hbs status', () => {
         usedBytes: null,
         freeBytes: null,
         loopDirectIo: null,
+        readOnly: null,
+        errors: null,
       },
+      space: null,
       fstab: { state: 'disabled', path: null, detail: 'no fstab entries (--no-fstab)' },
       lock: { state: 'unknown', ...NO_LOCK },
       encryption: null,
+      boot: { state: 'fstab', unit: null, path: null },
     } satisfies StatusReport);
   });
 
@@ -368,10 +396,14 @@ describe('renderStatus', () => {
       usedBytes: GiB,
       freeBytes: 9 * GiB,
       loopDirectIo: true,
+      readOnly: false,
+      errors: { count: 0, kernel: { lines: 0, first: null, last: null }, first: null, last: null, cause: null },
     },
+    space: { boxFreeBytes: 50 * GiB, filesystemFreeBytes: 9 * GiB, imageUnallocatedBytes: 8.5 * GiB, mayStillNeedBytes: 8.5 * GiB, shortBytes: 0, ok: true },
     fstab: { state: 'ok', path: '/etc/fstab', detail: '/etc/fstab has the hbs block (findmnt --verify: ok)' },
     lock: { state: 'ours', hostname: 'testhost', machineId: 'x', pid: 111, time: '2024-12-31T23:00:00.000Z' },
     encryption: null,
+    boot: { state: 'enabled', unit: 'hbs-mount@etc-hbs-config.json.service', path: '/etc/systemd/system/multi-user.target.wants/hbs-mount@etc-hbs-config.json.service' },
   });
 
   it('a healthy report, without colour', () => {
@@ -380,7 +412,9 @@ describe('renderStatus', () => {
         `box         up       ${SOURCE} at /mnt/box — 50 GiB free of 100 GiB (50 GiB used)`,
         `image       ok       /mnt/box/filesystem.img — 10 GiB apparent, 1.5 GiB allocated on the box; attached as ${LOOP}`,
         `filesystem  up       /mnt/box/filesystem.img at /srv/backup (${LOOP}) — 10 GiB, 1 GiB used, 9 GiB free`,
+        'space       ok       ext4 may still write 8.5 GiB the box does not hold yet; the box has 50 GiB free',
         'fstab       ok       /etc/fstab has the hbs block (findmnt --verify: ok)',
+        'boot        enabled  hbs-mount@etc-hbs-config.json.service enabled',
         'lock        ours     testhost (pid 111) since 2024-12-31T23:00:00.000Z',
         '',
         'healthy',
@@ -411,11 +445,15 @@ describe('renderStatus', () => {
     r.filesystem = { ...r.filesystem, state: 'down', detail: '/srv/backup: not mounted', device: null, sizeBytes: null, usedBytes: null, freeBytes: null };
     r.fstab = { state: 'disabled', path: null, detail: 'no fstab entries (--no-fstab)' };
     r.lock = { state: 'unknown', ...NO_LOCK };
+    r.space = null;
+    r.filesystem.errors = null;
+    r.boot = { state: 'fstab', unit: null, path: null };
     expect(renderStatus(r, false).split('\n')).toEqual([
       'box         down     /mnt/box: not mounted; box NOT reachable over SFTP',
       'image       unknown  /mnt/box/filesystem.img',
       'filesystem  down     /srv/backup: not mounted',
       'fstab       disabled no fstab entries (--no-fstab)',
+      'boot        fstab    fstab mounts it at boot (no lock until `hbs mount`)',
       'lock        unknown  box not readable',
       '',
       'NOT healthy — `hbs mount` brings it up',
@@ -432,8 +470,8 @@ describe('renderStatus', () => {
     r.lock = { state: 'free', ...NO_LOCK };
     const lines = renderStatus(r, false).split('\n');
     expect(lines[1]).toBe(`image       ok       /mnt/box/filesystem.img — 10 GiB apparent, allocated size unknown (needs ssh on port 23); attached as ${LOOP}`);
-    expect(lines[4]).toBe('lock        free     no machine holds the image');
-    expect(lines[6]).toBe('NOT healthy — `hbs mount` repairs a broken stack');
+    expect(lines[6]).toBe('lock        free     no machine holds the image');
+    expect(lines.at(-1)).toBe('NOT healthy — `hbs mount` repairs a broken stack');
     r.image.exists = false;
     expect(renderStatus(r, false).split('\n')[1]).toBe(`image       missing  /mnt/box/filesystem.img; attached as ${LOOP}`);
   });
@@ -450,8 +488,23 @@ describe('renderStatus', () => {
       unattendedKeyFile: '/etc/hbs/k',
       crypttab: { path: '/etc/crypttab', present: true },
     };
-    expect(renderStatus(r, false).split('\n')[5]).toBe(
+    expect(renderStatus(r, false).split('\n')[7]).toBe(
       'encryption  open     /dev/mapper/hbs-x open (aes-xts-plain64 on /dev/loop3); aes-xts-plain64; key slots in use: 0, 1; header backup /etc/hbs/h MISSING; boot line in /etc/crypttab present',
+    );
+  });
+
+  it('write errors: how many, when, the cause, and what to do; a box that cannot hold what ext4 has free: both figures', () => {
+    const r = healthy();
+    r.healthy = false;
+    r.filesystem.errors = { count: 2, kernel: { lines: 5, first: 'I/O error, dev loop3, sector 8', last: 'Aborting journal on device loop3-8.' }, first: null, last: { time: 'Tue Dec  1 03:00:00 2026', function: 'ext4_journal_check_start' }, cause: 'box-full' };
+    r.filesystem.readOnly = true;
+    r.space = { boxFreeBytes: 0, filesystemFreeBytes: 9 * GiB, imageUnallocatedBytes: 8.5 * GiB, mayStillNeedBytes: 8.5 * GiB, shortBytes: 8.5 * GiB, ok: false };
+    const lines = renderStatus(r, false).split('\n');
+    expect(lines[3]).toBe(
+      'errors      FAILED   2 errors in the superblock (last Tue Dec  1 03:00:00 2026); the kernel logged 5 failed writes since the mount (last: Aborting journal on device loop3-8.); mounted read-only: the box is full (its free space ran out under the image). Data written since may be lost; `hbs umount` then `hbs mount` runs e2fsck',
+    );
+    expect(lines[4]).toBe(
+      'space       SHORT    ext4 may still write 8.5 GiB the box does not hold yet; the box has 0 B free — 8.5 GiB short: writes will fail before ext4 is full (free space on the box, or snapshots there)',
     );
   });
 
