@@ -20,7 +20,7 @@ export async function mountCommand(flags: MountFlags, io: CommandIo): Promise<vo
   const prompter = await prompterFor(io, flags);
   const m = machine(io, Boolean(flags.verbose));
   const key = stack.crypt
-    ? keySourceFor(stack.image.path, flags, { unattendedKeyFile: stack.crypt.unattendedKeyFile, prompter, readStdinBytes: io.readStdinBytes, dryRun: Boolean(flags.dryRun) })
+    ? keySourceFor(stack.image.path, flags, { unattendedKeyFile: stack.crypt.unattendedKeyFile, prompter, readStdinBytes: io.readStdinBytes, defer: Boolean(flags.dryRun) })
     : undefined;
   const ctx = stepCtx(stack, io, m, key);
   const r = io.reporter;

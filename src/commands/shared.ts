@@ -129,15 +129,25 @@ export async function withLockTakeover<T>(
   try {
     return await work();
   } catch (err) {
-    if (!(err instanceof LockHeldError) || !flags.stealLock || ctx.stealLock) throw err;
-    if (!flags.yes) {
-      if (!prompter) throw new UsageError('--steal-lock needs a confirmation: answer the question in a terminal, or add --yes');
-      const ok = await prompter.confirm({ message: `${err.holder} holds the lock. ${question}`, default: false });
-      if (!ok) throw new HbsError('lock not taken over; nothing was changed', EXIT.aborted);
-    }
+    if (ctx.stealLock || !(await confirmTakeover(err, flags, prompter, question))) throw err;
     ctx.stealLock = true;
     return work();
   }
+}
+
+/**
+ * The one question before another machine's lock is taken over: only with --steal-lock, and only
+ * after a yes in a terminal (or --yes). True when the person said yes; false when `err` is not about
+ * a lock or --steal-lock was not given (the caller rethrows).
+ */
+export async function confirmTakeover(err: unknown, flags: { stealLock?: boolean; yes?: boolean }, prompter: Prompter | undefined, question: string): Promise<boolean> {
+  if (!(err instanceof LockHeldError) || !flags.stealLock) return false;
+  if (!flags.yes) {
+    if (!prompter) throw new UsageError('--steal-lock needs a confirmation: answer the question in a terminal, or add --yes');
+    const ok = await prompter.confirm({ message: `${err.holder} holds the lock. ${question}`, default: false });
+    if (!ok) throw new HbsError('lock not taken over; nothing was changed', EXIT.aborted);
+  }
+  return true;
 }
 
 export const DRY_RUN_INTRO = 'Dry-run: lines starting with ! are changes that would be made; nothing is changed.\n';

@@ -30,7 +30,8 @@ export interface KeyFlags {
 export function keySourceFor(
   image: string,
   flags: KeyFlags,
-  o: { unattendedKeyFile?: string | null; prompter?: Prompter; readStdinBytes?: () => Promise<Buffer>; dryRun: boolean },
+  /** `defer`: nobody is asked and stdin is not read now (a dry-run: the plan shows where the key would go). */
+  o: { unattendedKeyFile?: string | null; prompter?: Prompter; readStdinBytes?: () => Promise<Buffer>; defer: boolean },
 ): KeySource {
   if (flags.luksKeyFile && flags.luksKeyStdin) throw new UsageError('--luks-key-file and --luks-key-stdin exclude each other');
   if (flags.luksKeyFile) {
@@ -44,8 +45,8 @@ export function keySourceFor(
   if (flags.luksKeyStdin) {
     const read = o.readStdinBytes;
     if (!read) throw new UsageError('--luks-key-stdin: no stdin here');
-    // A dry-run leaves stdin unread: it holds no key from it (the plan shows the stdin marker).
-    if (o.dryRun) return { kind: 'later' };
+    // Deferred (a dry-run), stdin stays unread: no key is held from it.
+    if (o.defer) return { kind: 'later' };
     return {
       kind: 'read',
       read: async () => {
@@ -58,7 +59,7 @@ export function keySourceFor(
   const unattended = o.unattendedKeyFile;
   if (unattended) return { kind: 'read', read: () => readKeyFile(unattended) };
   if (!o.prompter) return { kind: 'none' };
-  if (o.dryRun) return { kind: 'later' };
+  if (o.defer) return { kind: 'later' };
   const prompter = o.prompter;
   return {
     kind: 'ask',

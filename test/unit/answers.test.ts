@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
 import { checkGiven, completeAnswers, validateAnswer, type GivenAnswers } from '../../src/commands/init/answers.js';
 import { DEFAULTS } from '../../src/commands/init/options.js';
-import type { Prompter, Validate } from '../../src/core/prompter.js';
 import { FINGERPRINT_RE, isInside, isSystemDir, portSchema, USER_RE } from '../../src/lib/validate.js';
 
 const FP = 'SHA256:IPO0h5HyjBPiuHLl2CJ+YWmg7nSQF1B3vAiI9SBVVCk';
@@ -86,29 +85,22 @@ describe('checkGiven', () => {
   });
 });
 
-describe('completeAnswers without a prompter', () => {
+describe('completeAnswers', () => {
   it('lists every missing required flag', async () => {
-    expect((await usageError(() => completeAnswers({}, undefined))).message).toBe('missing: --user, --size');
-    expect((await usageError(() => completeAnswers({ user: 'u1' }, undefined))).message).toBe('missing: --size');
-    expect((await usageError(() => completeAnswers({ size: '1G' }, undefined))).message).toBe('missing: --user');
+    expect((await usageError(() => completeAnswers({}))).message).toBe('missing: --user, --size');
+    expect((await usageError(() => completeAnswers({ user: 'u1' }))).message).toBe('missing: --size');
+    expect((await usageError(() => completeAnswers({ size: '1G' }))).message).toBe('missing: --user');
   });
 
-  it('--adopt: no --size is needed, and none is made up (the image on the box has its own)', async () => {
-    const a = await completeAnswers({ user: 'u42' }, undefined, { adopt: true });
+  it('--adopt: no --size is needed, and none is made up (the image on the box has its own)', () => {
+    const a = completeAnswers({ user: 'u42' }, { adopt: true });
     expect(a.size).toBeUndefined();
     expect(a).toMatchObject({ user: 'u42', host: 'u42.your-storagebox.de' });
-    expect((await completeAnswers({ user: 'u42', size: '10G' }, undefined, { adopt: true })).size).toBe(10 * 1024 ** 3);
+    expect((completeAnswers({ user: 'u42', size: '10G' }, { adopt: true })).size).toBe(10 * 1024 ** 3);
   });
 
-  it('--adopt in a terminal: the size is not asked', async () => {
-    const p = new FakePrompter(['', '', '', '', '', '', '', '']);
-    const a = await completeAnswers({ user: 'u42' }, p, { adopt: true });
-    expect(p.asked.map((q) => q.message)).not.toContain('Image size (e.g. 100G, 500GB, 1TiB)');
-    expect(a.size).toBeUndefined();
-  });
-
-  it('fills in defaults, derives the host from the user, and converts values', async () => {
-    expect(await completeAnswers({ user: 'u42', size: '100G' }, undefined)).toEqual({
+  it('fills in defaults, derives the host from the user, and converts values', () => {
+    expect(completeAnswers({ user: 'u42', size: '100G' })).toEqual({
       user: 'u42',
       host: 'u42.your-storagebox.de',
       port: 23,
@@ -123,8 +115,8 @@ describe('completeAnswers without a prompter', () => {
     });
   });
 
-  it('keeps given values, normalises paths and strips a trailing = from the fingerprint', async () => {
-    const a = await completeAnswers(
+  it('keeps given values, normalises paths and strips a trailing = from the fingerprint', () => {
+    const a = completeAnswers(
       { user: 'u1', host: 'box.example', port: '22', size: '500GB', mountPoint: '/mnt//backup/./x/', boxMount: '/mnt/box/', hostKeyFingerprint: FP + '=', fstab: null },
       undefined,
     );
@@ -144,141 +136,24 @@ describe('completeAnswers without a prompter', () => {
     ['an ssh key on the box mount', { sshKey: '/mnt/box/.ssh/k' }, '--ssh-key', 'not on the box mount'],
   ] as [string, GivenAnswers, string, string][])('rejects %s', async (_what, bad, flag, text) => {
     const given: GivenAnswers = { user: 'u1', size: '1G', boxMount: '/mnt/box', mountPoint: '/mnt/fs', ...bad };
-    const err = await usageError(() => completeAnswers(given, undefined));
+    const err = await usageError(() => completeAnswers(given));
     const line = err.message.split('\n').find((l) => l.startsWith(`${flag}: `));
     expect(line, err.message).toBeDefined();
     expect(line).toContain(text);
   });
 
-  it('allows a sibling whose name merely starts with the box mount', async () => {
-    const a = await completeAnswers({ user: 'u1', size: '1G', boxMount: '/mnt/box', mountPoint: '/mnt/box-fs' }, undefined);
+  it('allows a sibling whose name merely starts with the box mount', () => {
+    const a = completeAnswers({ user: 'u1', size: '1G', boxMount: '/mnt/box', mountPoint: '/mnt/box-fs' });
     expect(a.mountPoint).toBe('/mnt/box-fs');
   });
 
   it('rejects bad given values too (checkGiven not called first)', async () => {
-    const err = await usageError(() => completeAnswers({ user: 'u1', size: '1G', port: '65536', image: 'a/b' }, undefined));
+    const err = await usageError(() => completeAnswers({ user: 'u1', size: '1G', port: '65536', image: 'a/b' }));
     expect(err.message).toContain('--port: "65536" is not a port');
     expect(err.message).toContain('--image: image name "a/b"');
   });
 });
 
-interface Asked {
-  message: string;
-  default?: string;
-  validate?: Validate;
-}
-
-/**
- * Answers questions from a script, in order; each answer goes through the question's validate
- * callback like a terminal prompt would (a rejected answer is recorded and the next one is tried).
- */
-class FakePrompter implements Prompter {
-  readonly asked: Asked[] = [];
-  readonly rejected: string[] = [];
-  constructor(private readonly script: string[]) {}
-
-  async input(q: Asked): Promise<string> {
-    this.asked.push(q);
-    for (;;) {
-      const answer = this.script.shift();
-      if (answer === undefined) throw new Error(`no scripted answer for "${q.message}"`);
-      const ok = q.validate ? await q.validate(answer) : true;
-      if (ok === true) return answer;
-      this.rejected.push(ok);
-    }
-  }
-
-  password(): Promise<string> {
-    return Promise.reject(new Error('password() must not be called'));
-  }
-
-  confirm(): Promise<boolean> {
-    return Promise.reject(new Error('confirm() must not be called'));
-  }
-}
-
-describe('completeAnswers with a prompter', () => {
-  it('asks only for what is missing, in order, with defaults', async () => {
-    const p = new FakePrompter(['', '', '', '', '', '']);
-    const a = await completeAnswers({ user: 'u77', size: '10G', port: '22' }, p);
-    expect(p.asked.map((q) => [q.message.split(' (')[0], q.default])).toEqual([
-      ['Storage Box host', 'u77.your-storagebox.de'],
-      ['Directory on the box', ''],
-      ['Image file name on the box', DEFAULTS.image],
-      ['Where to mount the box', DEFAULTS.boxMount],
-      ['Where to mount the backup filesystem', DEFAULTS.mountPoint],
-      ['SSH key for the box', DEFAULTS.sshKey],
-    ]);
-    expect(a).toMatchObject({ user: 'u77', host: 'u77.your-storagebox.de', port: 22, size: 10 * 1024 ** 3, image: DEFAULTS.image, mountPoint: DEFAULTS.mountPoint });
-  });
-
-  it('asks everything when nothing is given; the host default follows the answered user', async () => {
-    const p = new FakePrompter(['u5-sub2', '', '23', 'backups', 'b.img', '2T', '/mnt/box', '/mnt/fs', '/root/.ssh/k']);
-    const a = await completeAnswers({}, p);
-    expect(p.asked.map((q) => q.message.split(' ')[0])).toEqual(['Storage', 'Storage', 'SSH', 'Directory', 'Image', 'Image', 'Where', 'Where', 'SSH']);
-    expect(p.asked[0]!.default).toBeUndefined();
-    expect(p.asked[1]!.default).toBe('u5-sub2.your-storagebox.de');
-    expect(p.asked[5]!.default).toBeUndefined();
-    expect(a).toEqual({
-      user: 'u5-sub2',
-      host: 'u5-sub2.your-storagebox.de',
-      port: 23,
-      remotePath: 'backups',
-      image: 'b.img',
-      size: 2 * 1024 ** 4,
-      boxMount: '/mnt/box',
-      mountPoint: '/mnt/fs',
-      sshKey: '/root/.ssh/k',
-      fstab: DEFAULTS.fstab,
-      config: DEFAULTS.config,
-    });
-  });
-
-  it('asks nothing when everything is given', async () => {
-    const p = new FakePrompter([]);
-    const given: GivenAnswers = { user: 'u1', host: 'h.example', port: '23', remotePath: '', image: 'i.img', size: '1G', boxMount: '/mnt/b', mountPoint: '/mnt/f', sshKey: '/k' };
-    await completeAnswers(given, p);
-    expect(p.asked).toEqual([]);
-  });
-
-  it('its validate callback rejects bad answers with a message naming them', async () => {
-    const p = new FakePrompter(['root', 'u1', '', 'abc', '', '-5G', '10G']);
-    const a = await completeAnswers({ port: '23', remotePath: '', image: 'i.img', boxMount: '/mnt/b', mountPoint: '/mnt/f', sshKey: '/k' }, p);
-    expect(p.asked.map((q) => q.message.split(' ')[0])).toEqual(['Storage', 'Storage', 'Image']);
-    expect(p.rejected).toEqual([
-      '"root" is not a Storage Box account (u123456 or u123456-sub1)',
-      expect.stringMatching(/^size "abc" is not a number with a unit/),
-      'size is empty (e.g. 100G, 500GB, 1TiB)',
-      expect.stringMatching(/^size "-5G" /),
-    ]);
-    expect(a.size).toBe(10 * 1024 ** 3);
-  });
-
-  it('validate accepts an empty answer only where there is a default', async () => {
-    const p = new FakePrompter(['u1', '', '', '', '', '1G', '', '', '']);
-    await completeAnswers({}, p);
-    const byKey = (start: string): Asked => p.asked.find((q) => q.message.startsWith(start))!;
-    expect(await byKey('Storage Box host').validate!('')).toBe(true);
-    expect(await byKey('SSH port').validate!('')).toBe(true);
-    expect(await byKey('SSH port').validate!('0')).toBe('"0" is not a port (1-65535)');
-    expect(await byKey('Storage Box account').validate!('')).toBe('"" is not a Storage Box account (u123456 or u123456-sub1)');
-    expect(await byKey('Storage Box host').validate!('h;x')).toBe('"h;x" is not a host name or IP address');
-    expect(await byKey('Where to mount the backup').validate!('rel')).toBe('mount point "rel" must be an absolute path');
-  });
-
-  it('never accepts a mount point inside the box mount given at the prompts', async () => {
-    const p = new FakePrompter(['/mnt/box', '/mnt/box/inner']);
-    const given: GivenAnswers = { user: 'u1', host: 'h.example', port: '23', remotePath: '', image: 'i.img', size: '1G', sshKey: '/k' };
-    const err = await completeAnswers(given, p).then(
-      () => undefined,
-      (e: unknown) => e as Error,
-    );
-    expect(err).toBeInstanceOf(Error);
-    // Refused either at the prompt (validate) or at the end (UsageError); the message names it either way.
-    const said = [...p.rejected, err!.message].join('\n');
-    expect(said).toContain('mount point "/mnt/box/inner" must not be the box mount or inside it');
-  });
-});
 
 describe('validate.ts helpers', () => {
   it('validateAnswer returns true or the message', () => {

@@ -7,7 +7,7 @@ import { encryptionSummary, parseKdf, resolveEncryption, type EncryptFlags } fro
 import type { Prompter } from '../../src/core/prompter.js';
 import { MemoryReporter } from '../../src/core/reporter.js';
 
-const base = { image: 'filesystem.img', config: '/etc/hbs/config.json', dryRun: false, passwordStdin: false };
+const base = { image: 'filesystem.img', config: '/etc/hbs/config.json', defer: false, passwordStdin: false };
 const io = (over: { env?: NodeJS.ProcessEnv; stdin?: string; prompter?: Prompter } = {}) => ({
   reporter: new MemoryReporter(),
   prompter: over.prompter,

@@ -77,7 +77,7 @@ export async function growCommand(flags: GrowFlags, io: CommandIo): Promise<Grow
   const prompter = await prompterFor(io, flags);
   const mp = stack.fs.mountPoint;
   // Encrypted: the key as `hbs mount` gets it; a conflict between the flags is refused before any probe.
-  const key = stack.crypt ? keySourceFor(stack.image.path, flags, { unattendedKeyFile: stack.crypt.unattendedKeyFile, prompter, readStdinBytes: io.readStdinBytes, dryRun }) : undefined;
+  const key = stack.crypt ? keySourceFor(stack.image.path, flags, { unattendedKeyFile: stack.crypt.unattendedKeyFile, prompter, readStdinBytes: io.readStdinBytes, defer: dryRun }) : undefined;
   const base = stepCtx(stack, io, m, key);
   const ex = executor(io, m.runner, flags, RESUME_HINT, m.deps, (err) => err instanceof OnlineResizeRefused);
 

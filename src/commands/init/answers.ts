@@ -1,6 +1,5 @@
 import type { z } from 'zod';
 import { UsageError } from '../../core/errors.js';
-import type { Prompter } from '../../core/prompter.js';
 import { formatIssues } from '../../lib/validate.js';
 import { ANSWER_FLAGS, DEFAULTS, defaultHost, flagOf, initAnswersSchema, type InitAnswers, type RawAnswers } from './options.js';
 
@@ -39,10 +38,10 @@ export function checkGiven(given: GivenAnswers): void {
 }
 
 /**
- * Turns flags into complete answers: questions for what is missing when interactive, defaults
- * otherwise; without a prompter a missing required answer is an error listing all of them.
+ * Turns flags (and, in a terminal, the wizard's answers) into complete answers: defaults for what
+ * has one; a missing required answer is an error listing all of them.
  */
-export async function completeAnswers(given: GivenAnswers, prompter: Prompter | undefined, o: { adopt?: boolean } = {}): Promise<InitAnswers> {
+export function completeAnswers(given: GivenAnswers, o: { adopt?: boolean } = {}): InitAnswers {
   const a: GivenAnswers = { ...given };
   const missing: string[] = [];
   for (const q of QUESTIONS) {
@@ -50,14 +49,7 @@ export async function completeAnswers(given: GivenAnswers, prompter: Prompter | 
     // Adopting, the image on the box has its own size: nothing is asked, nothing made up.
     if (q.key === 'size' && o.adopt) continue;
     const fallback = q.fallback?.(a);
-    if (prompter) {
-      a[q.key] = await prompter.input({
-        message: q.message,
-        default: fallback,
-        validate: (v) => validateAnswer(q.key, v === '' && fallback !== undefined ? fallback : v),
-      });
-      if (a[q.key] === '' && fallback !== undefined) a[q.key] = fallback;
-    } else if (fallback !== undefined) {
+    if (fallback !== undefined) {
       a[q.key] = fallback;
     } else if (!(q.key === 'host' && a.user === undefined)) {
       // (without --user the host is derived from it, so only --user is reported)

@@ -129,7 +129,8 @@ async function askPassphrase(prompter: Prompter): Promise<string> {
 export async function resolveEncryption(
   f: EncryptFlags,
   io: EncryptIo,
-  o: { image: string; config: string; dryRun: boolean; passwordStdin: boolean; adopt?: boolean; sizeGiven?: boolean },
+  /** `defer`: nothing is asked or generated now (a dry-run). */
+  o: { image: string; config: string; defer: boolean; passwordStdin: boolean; adopt?: boolean; sizeGiven?: boolean },
 ): Promise<EncryptSetup | undefined> {
   const fromEnv = io.env.HBS_LUKS_PASSPHRASE;
   delete io.env.HBS_LUKS_PASSPHRASE; // children must not inherit it
@@ -177,9 +178,9 @@ export async function resolveEncryption(
   // later, and checked against the image found on the box (askExistingPassphrase).
   const existingOnly = Boolean(o.adopt) && !o.sizeGiven;
   if (passphrase === undefined && !keyFile) {
-    if (io.prompter && !o.dryRun) {
+    if (io.prompter && !o.defer) {
       if (!existingOnly) passphrase = await askPassphrase(io.prompter);
-    } else if (!o.dryRun) {
+    } else if (!o.defer) {
       throw new UsageError(
         o.adopt ? 'adopting an encrypted image needs its key: its passphrase or its key file' : '--encrypt needs a key: a passphrase or a key file',
         o.adopt
@@ -189,7 +190,7 @@ export async function resolveEncryption(
     }
   }
   if (passphrase !== undefined) keys.push(passphraseKey(passphrase));
-  if (keyFile && !o.dryRun) {
+  if (keyFile && !o.defer) {
     if (keyFile.generated) {
       keys.push(await generateKeyFile(keyFile.path));
       io.reporter.info(`A new LUKS key file was generated: ${keyFile.path} (64 random bytes, mode 0600, in RAM).`);
@@ -209,7 +210,7 @@ export async function resolveEncryption(
     opts,
     keys,
     finish: async () => {
-      if (keyFile?.generated && !keyFile.keep && !o.dryRun) {
+      if (keyFile?.generated && !keyFile.keep && !o.defer) {
         await shredKeyFile(keyFile.path);
         io.reporter.info(`The generated key file ${keyFile.path} was overwritten and deleted from this server (you kept a copy offline).`);
       }

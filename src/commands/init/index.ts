@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { EXIT, HbsError, PreflightError, UsageError } from '../../core/errors.js';
+import { PreflightError, UsageError } from '../../core/errors.js';
 import { Executor } from '../../core/executor.js';
 import { fileExists } from '../../core/files.js';
 import type { Prompter } from '../../core/prompter.js';
@@ -14,8 +14,7 @@ import { formatSize } from '../../lib/size.js';
 import { newState, stackForInit, type InitCtx, type InitOptions } from '../../steps/init/context.js';
 import { assertCrypttabWritable } from '../../steps/init/crypttab.js';
 import { ExistingImageError } from '../../steps/init/image.js';
-import { LockHeldError } from '../../steps/lock.js';
-import { DRY_RUN_DONE, DRY_RUN_INTRO, machine, selfCommand, type CommandIo } from '../shared.js';
+import { confirmTakeover, DRY_RUN_DONE, DRY_RUN_INTRO, machine, selfCommand, type CommandIo } from '../shared.js';
 import { DEFAULT_SYSTEMD_DIR, unitName } from '../../lib/systemd.js';
 import type { Probes } from '../../lib/probes.js';
 import { checkGiven, completeAnswers, type GivenAnswers } from './answers.js';
@@ -140,7 +139,7 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
   await ensurePreflight(real, io, prompter, { encrypted: Boolean(flags.encrypt), dryRun });
   const wizardIo = prompter && { prompter, reporter: io.reporter, probe: m.probes, mkTempDir: (p: string) => m.deps.mkTempDir(p) };
   const iv = wizardIo ? await interview(answers, wizardIo, { force: Boolean(flags.force), adopt: Boolean(flags.adopt) }) : undefined;
-  const a = iv?.answers ?? (await completeAnswers(answers, undefined, { adopt: Boolean(flags.adopt) }));
+  const a = iv?.answers ?? completeAnswers(answers, { adopt: Boolean(flags.adopt) });
   const opts: InitOptions = {
     ...a,
     force: Boolean(flags.force),
@@ -153,7 +152,7 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
   const enc = await resolveEncryption(flags, { reporter: io.reporter, prompter, readStdin: io.readStdin ?? (() => Promise.resolve('')), env }, {
     image: opts.image,
     config: opts.config,
-    dryRun,
+    defer: dryRun,
     passwordStdin: Boolean(flags.passwordStdin),
     adopt: opts.adopt,
     sizeGiven: opts.sizeGiven,
@@ -242,7 +241,7 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
         return { plan, uuids: made };
       },
       async (err) =>
-        (await confirmTakeover(err, flags, prompter, () => (takeover = true))) || (err instanceof ExistingImageError && (await decideOnExistingImage(err, opts, prompter, existing))),
+        (await confirmTakeover(err, flags, prompter, TAKEOVER) && (takeover = true)) || (err instanceof ExistingImageError && (await decideOnExistingImage(err, opts, prompter, existing))),
     );
     if (plan.changes) {
       for (const line of summaryLines(opts, iv)) io.reporter.info(line);
@@ -263,7 +262,7 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
     () => run(ctx, executorFor(io.reporter, false)),
     async (err) => {
       const again =
-        (await confirmTakeover(err, flags, prompter, () => (takeover = true))) ||
+        (await confirmTakeover(err, flags, prompter, TAKEOVER) && (takeover = true)) ||
         // Reached when the box was not mounted while planning, so the image on it could not be seen then.
         (err instanceof ExistingImageError && prompter !== undefined && (await decideOnExistingImage(err, opts, prompter, existing)));
       if (again) ctx = makeCtx(io.reporter, deps);
@@ -289,20 +288,7 @@ async function withDecisions<T>(work: () => Promise<T>, decide: (err: unknown) =
   }
 }
 
-/** --steal-lock: another machine's lock is taken over only after the person's yes (or with --yes). */
-async function confirmTakeover(err: unknown, flags: InitCliFlags, prompter: Prompter | undefined, take: () => void): Promise<boolean> {
-  if (!(err instanceof LockHeldError) || !flags.stealLock) return false;
-  if (!flags.yes) {
-    if (!prompter) throw new UsageError('--steal-lock needs a confirmation: answer the question in a terminal, or add --yes');
-    const ok = await prompter.confirm({
-      message: `${err.holder} holds the lock. Take it over? Only if that machine no longer has the image mounted (a reinstalled or dead server).`,
-      default: false,
-    });
-    if (!ok) throw new HbsError('lock not taken over; the image was not mounted here', EXIT.aborted);
-  }
-  take();
-  return true;
-}
+const TAKEOVER = 'Take it over? Only if that machine no longer has the image mounted (a reinstalled or dead server).';
 
 function summary(ctx: InitCtx, dryRun: boolean): void {
   const o = ctx.opts;

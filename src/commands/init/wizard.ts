@@ -194,7 +194,7 @@ export async function interview(given: GivenAnswers, io: WizardIo, flags: { forc
   await ask('boxMount', { check: pathCheck('boxMount') });
   await ask('mountPoint', { check: pathCheck('mountPoint') });
 
-  return { answers: await completeAnswers(a, undefined, { adopt: flags.adopt }), hostKey, hostKeyBy, hostKeyPinned, keyExists, keyLogin: probe.login, space };
+  return { answers: completeAnswers(a, { adopt: flags.adopt }), hostKey, hostKeyBy, hostKeyPinned, keyExists, keyLogin: probe.login, space };
 }
 
 /** The key to pin: the one --host-key-fingerprint names, the one pinned before, or one the person confirms. */

@@ -51,7 +51,7 @@ describe('keySourceFor', () => {
     const unattended = join(dir, 'unattended');
     await writeFile(file, 'from file');
     await writeFile(unattended, 'unattended');
-    const o = { unattendedKeyFile: unattended, prompter: typing('typed'), readStdinBytes: stdin('from stdin'), dryRun: false };
+    const o = { unattendedKeyFile: unattended, prompter: typing('typed'), readStdinBytes: stdin('from stdin'), defer: false };
     const read = async (s: KeySource): Promise<string | undefined> => (s.kind === 'read' ? text(await s.read()) : s.kind);
     expect(await read(keySourceFor(IMAGE, { luksKeyFile: file, passphrase: 'pw' }, o))).toBe('from file');
     expect(await read(keySourceFor(IMAGE, { passphrase: 'pw', luksKeyStdin: true }, o))).toBe('pw');
@@ -64,7 +64,7 @@ describe('keySourceFor', () => {
   it('labels keys by where they came from, never by what they are', async () => {
     const file = join(dir, 'k');
     await writeFile(file, 'secret');
-    const o = { readStdinBytes: stdin('secret'), dryRun: false };
+    const o = { readStdinBytes: stdin('secret'), defer: false };
     const label = async (s: KeySource): Promise<string> => (s.kind === 'read' ? (await s.read()).label : s.kind);
     expect(await label(keySourceFor(IMAGE, { luksKeyFile: file }, o))).toBe(`key file ${file}`);
     expect(await label(keySourceFor(IMAGE, { luksKeyStdin: true }, o))).toBe('key from stdin');
@@ -72,21 +72,21 @@ describe('keySourceFor', () => {
   });
 
   it('refuses --luks-key-file with --luks-key-stdin, and --luks-key-stdin without stdin or with nothing on it', async () => {
-    expect(() => keySourceFor(IMAGE, { luksKeyFile: '/k', luksKeyStdin: true }, { dryRun: false })).toThrow(UsageError);
-    expect(() => keySourceFor(IMAGE, { luksKeyStdin: true }, { dryRun: false })).toThrow('--luks-key-stdin: no stdin here');
-    const empty = keySourceFor(IMAGE, { luksKeyStdin: true }, { readStdinBytes: stdin(''), dryRun: false });
+    expect(() => keySourceFor(IMAGE, { luksKeyFile: '/k', luksKeyStdin: true }, { defer: false })).toThrow(UsageError);
+    expect(() => keySourceFor(IMAGE, { luksKeyStdin: true }, { defer: false })).toThrow('--luks-key-stdin: no stdin here');
+    const empty = keySourceFor(IMAGE, { luksKeyStdin: true }, { readStdinBytes: stdin(''), defer: false });
     expect(empty.kind === 'read' && (await empty.read().catch((e: unknown) => e))).toBeInstanceOf(UsageError);
   });
 
   it('a dry-run asks nobody and reads no stdin (`later`); a key file is still read to be checked', () => {
     let reads = 0;
-    const o = { prompter: typing(), readStdinBytes: () => (reads++, Promise.resolve(Buffer.from('x'))), dryRun: true };
+    const o = { prompter: typing(), readStdinBytes: () => (reads++, Promise.resolve(Buffer.from('x'))), defer: true };
     expect(keySourceFor(IMAGE, {}, o).kind).toBe('later');
     expect(keySourceFor(IMAGE, { luksKeyStdin: true }, o).kind).toBe('later');
     expect(reads).toBe(0);
     expect(keySourceFor(IMAGE, { luksKeyFile: join(dir, 'k') }, o).kind).toBe('read');
     // Without a terminal, a dry-run fails like the real run would.
-    expect(keySourceFor(IMAGE, {}, { dryRun: true }).kind).toBe('none');
+    expect(keySourceFor(IMAGE, {}, { defer: true }).kind).toBe('none');
   });
 });
 
@@ -114,7 +114,7 @@ describe('acquireKey', () => {
     const p = typing('one', 'right');
     const warned: string[] = [];
     const t = tester('right');
-    const source = keySourceFor(IMAGE, {}, { prompter: p, dryRun: false });
+    const source = keySourceFor(IMAGE, {}, { prompter: p, defer: false });
     expect(text(await acquire(source, t, warned))).toBe('right');
     expect(p.asked).toEqual([`LUKS passphrase of ${IMAGE}:`, `LUKS passphrase of ${IMAGE} (attempt 2 of 3):`]);
     expect(warned).toEqual([`the passphrase does not open ${IMAGE} (no key slot matches); nothing was changed`]);
@@ -123,7 +123,7 @@ describe('acquireKey', () => {
 
     const three = typing('a', 'b', 'c', 'never asked');
     const warned3: string[] = [];
-    const err = await acquire(keySourceFor(IMAGE, {}, { prompter: three, dryRun: false }), tester('right'), warned3).catch((e: unknown) => e);
+    const err = await acquire(keySourceFor(IMAGE, {}, { prompter: three, defer: false }), tester('right'), warned3).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WrongKeyError);
     expect(three.asked).toHaveLength(3);
     expect(three.asked[2]).toContain('attempt 3 of 3');
@@ -150,11 +150,11 @@ describe('acquireKey', () => {
 
   it('a key file that is not there, or empty, is a usage error before any test', async () => {
     const t = tester('right');
-    const missing = await acquire(keySourceFor(IMAGE, { luksKeyFile: join(dir, 'nope') }, { dryRun: false }), t).catch((e: unknown) => e);
+    const missing = await acquire(keySourceFor(IMAGE, { luksKeyFile: join(dir, 'nope') }, { defer: false }), t).catch((e: unknown) => e);
     expect((missing as HbsError).exitCode).toBe(EXIT.usage);
     expect((missing as HbsError).message).toMatch(/does not exist or is not a file/);
     await writeFile(join(dir, 'empty'), '');
-    const empty = await acquire(keySourceFor(IMAGE, { luksKeyFile: join(dir, 'empty') }, { dryRun: false }), t).catch((e: unknown) => e);
+    const empty = await acquire(keySourceFor(IMAGE, { luksKeyFile: join(dir, 'empty') }, { defer: false }), t).catch((e: unknown) => e);
     expect((empty as HbsError).message).toMatch(/is empty or larger than 8 MiB/);
     expect(t.calls()).toBe(0);
   });
