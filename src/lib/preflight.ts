@@ -28,6 +28,7 @@ const MOUNTS: Tool[] = [
 const EXT4: Tool[] = [
   { tool: 'e2fsck', pkg: 'e2fsprogs' },
   { tool: 'dumpe2fs', pkg: 'e2fsprogs' },
+  { tool: 'e2undo', pkg: 'e2fsprogs' },
 ];
 
 export const TOOLS: Record<PreflightCommand, readonly Tool[]> = {

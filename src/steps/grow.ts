@@ -7,6 +7,7 @@ import { inspectBox, inspectFs } from '../lib/inspect.js';
 import { luksResizeCmd } from '../lib/luks.js';
 import { formatSize } from '../lib/size.js';
 import type { StepCtx } from './context.js';
+import { undoFile, undoInterruptedResizeStep } from './undo.js';
 import { cryptCloseStep, cryptOpenStep, keyFor } from './crypt.js';
 import { directIoStep, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
 
@@ -202,8 +203,15 @@ export const offlineResizeStep: Step<GrowCtx> = {
   async check(ctx) {
     return (await fsDone(ctx)) ?? { done: false };
   },
-  // No size: resize2fs grows the filesystem to the end of the (already extended) image.
-  plan: (ctx) => Promise.resolve([{ kind: 'run', cmd: { argv: ['resize2fs', ctx.stack.fs.device], timeoutMs: HOURS } }]),
+  // No size: resize2fs grows the filesystem to the end of the (already extended) image. -z keeps,
+  // on this machine, what it overwrites: resize2fs is not crash safe, and a run killed halfway is
+  // undone from it (e2undo, steps/undo.ts) before anything else touches the filesystem.
+  plan: (ctx) =>
+    Promise.resolve([
+      { kind: 'mkdir', path: ctx.stack.logDir, mode: 0o700 },
+      { kind: 'run', cmd: { argv: ['resize2fs', '-z', undoFile(ctx.stack), ctx.stack.fs.device], timeoutMs: HOURS } },
+      { kind: 'remove', path: undoFile(ctx.stack), what: 'the resize finished: nothing to undo' },
+    ]),
 };
 
 const unmount = fsUnmountStep({ busyHint: 'stop what uses it (e.g. a running backup), then re-run the same hbs grow: it picks up where it stopped' });
@@ -268,10 +276,11 @@ export function fsSteps(d: Pick<GrowDecision, 'mounted'>, path: 'online' | 'offl
   // Encrypted and mounted, offline by choice: unmount first, then the mapping grows and ext4 with
   // it offline, where resize2fs leaves the new inode tables uninitialised (online, the kernel writes
   // them: ciphertext the box counts in full).
+  const undo = undoInterruptedResizeStep;
   if (path === 'offline-first' && d.mounted && crypt) return [unmount, refreshLoopStep, cryptResizeStep, growFsck, offlineResizeStep, ...remount];
   if (!d.mounted) {
-    if (!crypt) return [growFsck, offlineResizeStep];
-    return crypt.open ? [refreshLoopStep, cryptResizeStep, growFsck, offlineResizeStep] : [cryptOpenStep, readFsStep, growFsck, offlineResizeStep];
+    if (!crypt) return [undo, growFsck, offlineResizeStep];
+    return crypt.open ? [undo, refreshLoopStep, cryptResizeStep, growFsck, offlineResizeStep] : [cryptOpenStep, undo, readFsStep, growFsck, offlineResizeStep];
   }
   if (path !== 'offline') return crypt ? [refreshLoopStep, cryptResizeStep, onlineResizeStep] : [refreshLoopStep, onlineResizeStep];
   // Encrypted, the mapping stays open (and holds its loop device): e2fsck and resize2fs use it.

@@ -7,6 +7,7 @@ import { cryptCloseStep, cryptOpenStep, keyStep, keyToOpen } from './crypt.js';
 import { directIoStep, fsckNeeded, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
 import { imageVerifyStep } from './image.js';
 import { lockCheckStep, lockReleaseStep, lockTakeStep } from './lock.js';
+import { undoInterruptedResizeStep } from './undo.js';
 
 /**
  * The stack as lists of steps: up (bottom to top), down (top to bottom), and the repair of a broken
@@ -37,6 +38,7 @@ export function upSteps(stack: Stack, o: { fsck?: boolean } = {}): Step<StepCtx>
     ...(stack.crypt ? [keyStep(keyToOpen)] : []),
     lockTakeStep,
     ...(stack.crypt ? [cryptOpenStep] : []),
+    undoInterruptedResizeStep,
     o.fsck ? repairFsck : fsckIfNeededStep,
     fsMountStep,
     directIoStep,

@@ -53,6 +53,8 @@ export interface World {
   systemd: boolean;
   /** Kernel log lines about failed writes, per filesystem UUID. */
   kernelErrors: Map<string, string[]>;
+  /** What e2undo puts back: the block count a device's ext4 had before the interrupted resize. */
+  undoBlocks: Map<string, number>;
   /** Lines `findmnt --verify` counts as an error each, wherever they are (a target that is not a directory…). */
   badTabLine?: RegExp;
   /** The box account's password (a password mount with another one is refused); undefined: any works. */
@@ -86,6 +88,7 @@ export function emptyWorld(): World {
     verifyErrors: 0,
     systemd: false,
     kernelErrors: new Map(),
+    undoBlocks: new Map(),
   };
 }
 
@@ -415,6 +418,12 @@ export class FakeMachine implements Runner {
       case 'e2fsck':
         if (a.includes('-f')) this.checked.add(this.content(last));
         return ok;
+      case 'e2undo': {
+        const sb = w.superblocks.get(last);
+        const before = w.undoBlocks.get(last);
+        if (sb && before !== undefined) sb.blockCount = before;
+        return ok;
+      }
       case 'resize2fs': {
         // To the end of its device: a block device as big as it is now, a file as big as it is.
         const sb = w.superblocks.get(last) ?? w.superblocks.get(this.content(last));

@@ -12,6 +12,7 @@ import { keyStep } from '../../steps/crypt.js';
 import { finishSteps, fsSteps, growFileStep, OnlineResizeRefused, RESUME_HINT, type GrowCtx, type GrowDecision, type GrowFacts } from '../../steps/grow.js';
 import { imageVerifyStep } from '../../steps/image.js';
 import { lockCheckStep } from '../../steps/lock.js';
+import { undoInterruptedResizeStep } from '../../steps/undo.js';
 import { DRY_RUN_DONE, DRY_RUN_INTRO, executor, loadStack, machine, prompterFor, requireReady, stepCtx, type CommandIo, type CommonFlags } from '../shared.js';
 import { decideGrow } from './decide.js';
 import { gatherFacts } from './facts.js';
@@ -65,7 +66,7 @@ const boxUpStep = probeStep<StepCtx>('box-up', 'The box is mounted', async (ctx)
 });
 
 /** Before anything else: the box answers, the image is the recorded one, nobody else holds it. */
-const BEFORE: readonly Step<StepCtx>[] = [boxUpStep, imageVerifyStep, lockCheckStep];
+const BEFORE: readonly Step<StepCtx>[] = [boxUpStep, imageVerifyStep, lockCheckStep, undoInterruptedResizeStep];
 
 export async function growCommand(flags: GrowFlags, io: CommandIo): Promise<GrowOutcome> {
   const req = parseGrowSize(flags.size);

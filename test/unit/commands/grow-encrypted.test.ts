@@ -104,6 +104,8 @@ const truncate = (bytes = 3 * GiB): string => `truncate '--size=>${bytes}' ${sb.
 const open = (): string => `cryptsetup open --type luks2 --key-file - ${sb.image} ${NAME} <<(stdin)`;
 const RESIZE = `cryptsetup resize --key-file - ${NAME} <<(stdin)`;
 const E2FSCK = `e2fsck -f -p -C 1 ${MAPPER}`;
+/** The offline resize2fs, keeping what it overwrites in an undo file next to the config. */
+const OFFLINE = (): string => `resize2fs -z ${sb.configDir}/logs/resize2fs-${UUID}.e2undo ${MAPPER}`;
 const MOUNT = (): string => `mount -t ext4 -o noatime,noinit_itable ${MAPPER} ${sb.mountPoint}`;
 
 /** Nothing the machine ran or the person was shown holds the passphrase; where it went on stdin, it is also a secret to redact. */
@@ -156,7 +158,7 @@ describe('hbs grow, encrypted and mounted: online', () => {
     const io = keyIo({ prompter: p });
     const out = await grow({ size: '3G', luksKeyStdin: true }, io);
     expect(out.path).toBe('offline');
-    expect(m.ran).toEqual([truncate(), 'losetup --set-capacity /dev/loop0', RESIZE, `resize2fs ${MAPPER}`, `sync --file-system ${sb.mountPoint}`, `umount ${sb.mountPoint}`, E2FSCK, `resize2fs ${MAPPER}`, MOUNT()]);
+    expect(m.ran).toEqual([truncate(), 'losetup --set-capacity /dev/loop0', RESIZE, `resize2fs ${MAPPER}`, `sync --file-system ${sb.mountPoint}`, `umount ${sb.mountPoint}`, E2FSCK, OFFLINE(), MOUNT()]);
     expect(p.asked).toHaveLength(1);
     expect(io.stdinReads()).toBe(1);
     expect(m.world.mappings.has(NAME)).toBe(true);
@@ -172,7 +174,7 @@ describe('hbs grow, encrypted and mounted: online', () => {
     const out = await grow({ size: '3G', offline: true, luksKeyStdin: true }, io);
     expect(out.path).toBe('offline');
     expect(out.offlineMs).toBeGreaterThan(0);
-    expect(m.ran).toEqual([truncate(), `sync --file-system ${sb.mountPoint}`, `umount ${sb.mountPoint}`, 'losetup --set-capacity /dev/loop0', RESIZE, E2FSCK, `resize2fs ${MAPPER}`, MOUNT()]);
+    expect(m.ran).toEqual([truncate(), `sync --file-system ${sb.mountPoint}`, `umount ${sb.mountPoint}`, 'losetup --set-capacity /dev/loop0', RESIZE, E2FSCK, OFFLINE(), MOUNT()]);
     expect(text(io)).toContain('growing offline (--offline)');
     expect(fsBlocks()).toBe(blocks(3 * GiB));
     expect(m.world.mounts.get(sb.mountPoint)?.source).toBe(MAPPER);
@@ -197,7 +199,7 @@ describe('hbs grow, encrypted and not mounted: offline', () => {
     const io = keyIo();
     const out = await grow({ size: '3G', luksKeyStdin: true }, io);
     expect(out.path).toBe('offline');
-    expect(m.ran).toEqual([truncate(), open(), E2FSCK, `resize2fs ${MAPPER}`, `cryptsetup close ${NAME}`]);
+    expect(m.ran).toEqual([truncate(), open(), E2FSCK, OFFLINE(), `cryptsetup close ${NAME}`]);
     expect(m.world.mappings.size).toBe(0);
     expect(m.world.loops).toEqual([]);
     expect(fsBlocks()).toBe(blocks(3 * GiB));
@@ -232,7 +234,7 @@ describe('hbs grow, encrypted: a mapping left open (not mounted)', () => {
     await luksStack({ mounted: false, open: true });
     const io = keyIo();
     expect((await grow({ size: '3G', luksKeyStdin: true }, io)).path).toBe('offline');
-    expect(m.ran).toEqual([truncate(), 'losetup --set-capacity /dev/loop0', RESIZE, E2FSCK, `resize2fs ${MAPPER}`]);
+    expect(m.ran).toEqual([truncate(), 'losetup --set-capacity /dev/loop0', RESIZE, E2FSCK, OFFLINE()]);
     expect(m.world.mappings.has(NAME)).toBe(true);
     expect(fsBlocks()).toBe(blocks(3 * GiB));
     assertNoLeak(io);
@@ -311,7 +313,7 @@ describe('hbs grow, encrypted: resuming', () => {
     await luksStack({ mounted: false, fileBytes: 3 * GiB, fsImageBytes: GiB });
     const io = keyIo();
     await grow({ size: '+2G', luksKeyStdin: true }, io);
-    expect(m.ran).toEqual([open(), E2FSCK, `resize2fs ${MAPPER}`, `cryptsetup close ${NAME}`]);
+    expect(m.ran).toEqual([open(), E2FSCK, OFFLINE(), `cryptsetup close ${NAME}`]);
     expect(text(io)).toMatch(/Resuming: the image file is already 3 GiB but the config records 1 GiB/);
     expect(text(io)).toMatch(/• Read ext4's size — 1008 MiB \(258048 blocks\)/);
     expect((await recordedConfig()).image.sizeBytes).toBe(3 * GiB);
@@ -358,7 +360,7 @@ describe('hbs grow --dry-run, encrypted', () => {
     const p = scriptedPrompter([]);
     const io = keyIo({ prompter: p });
     await grow({ size: '3G', dryRun: true }, io);
-    expect(bangs(io).slice(0, -1)).toEqual([truncate(), open(), E2FSCK, `resize2fs ${MAPPER}`, `cryptsetup close ${NAME}`]);
+    expect(bangs(io).slice(0, -1)).toEqual([truncate(), open(), E2FSCK, `mkdir -p -m 0700 ${sb.configDir}/logs`, OFFLINE(), `rm ${sb.configDir}/logs/resize2fs-${UUID}.e2undo  (the resize finished: nothing to undo)`, `cryptsetup close ${NAME}`]);
     expect(p.asked).toEqual([]);
     expect(m.ran).toEqual([]);
   });

@@ -1,4 +1,4 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { growCommand, type GrowFlags } from '../../../src/commands/grow/index.js';
 import { EXIT, PreflightError, UsageError } from '../../../src/core/errors.js';
@@ -110,13 +110,17 @@ function counted(): { probes: Probes; calls: () => number } {
   return { probes, calls: () => n };
 }
 
+/** The offline resize2fs, keeping what it overwrites in an undo file next to the config. */
+const OFFLINE = (): string => `resize2fs -z ${sb.configDir}/logs/resize2fs-${UUID}.e2undo ${sb.image}`;
+/** …as a dry-run shows it: with the undo file's directory, and its removal once the resize is done. */
+const offlinePlan = (): string[] => [`mkdir -p -m 0700 ${sb.configDir}/logs`, OFFLINE(), `rm ${sb.configDir}/logs/resize2fs-${UUID}.e2undo  (the resize finished: nothing to undo)`];
 const truncate = (bytes = 3 * GiB): string => `truncate '--size=>${bytes}' ${sb.image}`;
 /** The offline path after the online resize: unmount, e2fsck -f, resize2fs on the image, mount again (a new loop device) with direct I/O. */
 const offlineAfter = (loop = '/dev/loop1'): string[] => [
   `sync --file-system ${sb.mountPoint}`,
   `umount ${sb.mountPoint}`,
   `e2fsck -f -p -C 1 ${sb.image}`,
-  `resize2fs ${sb.image}`,
+  OFFLINE(),
   `mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`,
   `losetup --direct-io=on ${loop}`,
 ];
@@ -281,6 +285,22 @@ describe('hbs grow: a mounted filesystem', () => {
 });
 
 describe('hbs grow: an unmounted filesystem', () => {
+  it('a resize2fs that was killed halfway (its undo file is there): undone first (e2undo), then checked and grown again', async () => {
+    // The superblock of a half-done resize may already claim the new size: only the undo file tells.
+    await plainStack({ mounted: false, recorded: GiB, fileBytes: 3 * GiB, fsBytes: 3 * GiB });
+    const undo = `${sb.configDir}/logs/resize2fs-${UUID}.e2undo`;
+    await mkdir(`${sb.configDir}/logs`, { recursive: true });
+    await writeFile(undo, 'what resize2fs overwrote');
+    m.world.undoBlocks.set(sb.image, blocks(GiB));
+    const io = testIo(m);
+    await grow({ size: '3G' }, io);
+    expect(m.ran).toEqual([`e2undo ${undo} ${sb.image}`, `e2fsck -f -p -C 1 ${sb.image}`, OFFLINE()]);
+    expect(text(io)).toContain('was interrupted: putting back what it had overwritten');
+    expect(fsBlocks()).toBe(blocks(3 * GiB));
+    expect(await recordedBytes()).toBe(3 * GiB);
+    await expect(readFile(undo)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('extends the file, checks and grows ext4 offline, and mounts nothing', async () => {
     await plainStack({ mounted: false });
     m.world.canResizeOnline = false;
@@ -288,7 +308,7 @@ describe('hbs grow: an unmounted filesystem', () => {
     const out = await grow({ size: '3G' }, io);
     expect(out.path).toBe('offline');
     expect(out.offlineMs).toBeUndefined();
-    expect(m.ran).toEqual([truncate(), `e2fsck -f -p -C 1 ${sb.image}`, `resize2fs ${sb.image}`]);
+    expect(m.ran).toEqual([truncate(), `e2fsck -f -p -C 1 ${sb.image}`, OFFLINE()]);
     expect(fsBlocks()).toBe(blocks(3 * GiB));
     expect(m.world.mounts.has(sb.mountPoint)).toBe(false);
     expect(m.world.loops).toEqual([]);
@@ -440,7 +460,7 @@ describe('hbs grow --dry-run', () => {
       `sync --file-system ${sb.mountPoint}`,
       `umount ${sb.mountPoint}`,
       `e2fsck -f -p -C 1 ${sb.image}`,
-      `resize2fs ${sb.image}`,
+      ...offlinePlan(),
       `mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`,
       `losetup --direct-io=on '<the loop device under ${sb.mountPoint}>'`,
       expect.stringMatching(new RegExp(`^write ${sb.config} \\(mode 0600, \\d+ bytes, atomic\\)$`)),
@@ -464,7 +484,7 @@ describe('hbs grow --dry-run', () => {
     await plainStack({ mounted: false });
     const io = testIo(m);
     await grow({ size: '3G', dryRun: true }, io);
-    expect(bangs(io).slice(0, 3)).toEqual([truncate(), `e2fsck -f -p -C 1 ${sb.image}`, `resize2fs ${sb.image}`]);
+    expect(bangs(io).slice(0, 5)).toEqual([truncate(), `e2fsck -f -p -C 1 ${sb.image}`, ...offlinePlan()]);
     expect(m.ran).toEqual([]);
   });
 });

@@ -116,6 +116,20 @@ describe('hbs mount, plain image', () => {
     expect(m.ran.some((l) => l.startsWith('mount '))).toBe(false);
   });
 
+  it('an offline resize2fs killed halfway (hbs grow): undone (e2undo) before e2fsck and before the mount', async () => {
+    await plainBox();
+    const undo = join(sb.configDir, 'logs', `resize2fs-${UUID}.e2undo`);
+    await mkdir(join(sb.configDir, 'logs'), { recursive: true });
+    await writeFile(undo, 'what resize2fs overwrote');
+    m.ext4(sb.image, UUID, { state: 'not clean' });
+    await mount();
+    const undone = m.ran.indexOf(`e2undo ${undo} ${sb.image}`);
+    expect(undone).toBeGreaterThan(0);
+    expect(m.ran.indexOf(`e2fsck -p ${sb.image}`)).toBeGreaterThan(undone);
+    expect(m.ran.findIndex((l) => l.startsWith('mount '))).toBeGreaterThan(undone);
+    await expect(readFile(undo)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('never mounts a filesystem whose superblock records errors without e2fsck -p first (the box ran full under it)', async () => {
     await plainBox();
     m.ext4(sb.image, UUID, { errorCount: 3, state: 'clean with errors' });

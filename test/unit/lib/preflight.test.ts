@@ -35,7 +35,7 @@ describe('the table', () => {
   it('names what each command runs', () => {
     const SSH = ['sshfs', 'fusermount3', 'ssh', 'sftp'];
     const MOUNTS = ['losetup', 'mount', 'umount', 'findmnt', 'blkid', 'stat', 'dd'];
-    const EXT4 = ['e2fsck', 'dumpe2fs'];
+    const EXT4 = ['e2fsck', 'dumpe2fs', 'e2undo'];
     expect(toolsOf('init')).toEqual([...SSH, 'ssh-keygen', 'ssh-keyscan', ...MOUNTS, ...EXT4, 'mkfs.ext4', 'mke2fs', 'resize2fs', 'truncate']);
     expect(toolsOf('mount')).toEqual([...SSH, ...MOUNTS, ...EXT4]);
     expect(toolsOf('umount')).toEqual(['fusermount3', ...MOUNTS, 'sync']);
