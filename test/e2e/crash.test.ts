@@ -208,7 +208,7 @@ describe.skipIf(skip !== undefined)('kill -9 at any moment; the same command aga
     { name: 'inside the mount', at: `mount -t ext4 *${p.mountPoint}`, insideMs: 20 },
     { name: 'direct I/O (losetup)', at: 'losetup --direct-io=on*' },
     { name: 'fstab check (findmnt --verify)', at: 'findmnt --verify*' },
-    ...[300, 700, 1200, 1800, 2500, 3200].map((ms) => ({ name: `${ms} ms`, afterMs: ms })),
+    ...[400, 1200, 2400].map((ms) => ({ name: `${ms} ms`, afterMs: ms })),
   ];
 
   it('init: killed at every step (and inside mkfs, the mount, the key upload), a second init finishes it', async () => {
@@ -223,7 +223,7 @@ describe.skipIf(skip !== undefined)('kill -9 at any moment; the same command aga
       await expectFinished(`init after a kill at ${point.name}`);
       await fsckClean(`init after a kill at ${point.name}`);
     }
-    if (!only) expect(reached.init!.length).toBeGreaterThanOrEqual(20);
+    if (!only) expect(reached.init!.length).toBeGreaterThanOrEqual(19);
   }, 900_000);
 
   it('mount and umount: killed anywhere, the same command again finishes; the data stays', async () => {
@@ -249,22 +249,23 @@ describe.skipIf(skip !== undefined)('kill -9 at any moment; the same command aga
       { name: 'fusermount3', at: 'fusermount3 *' },
       ...[100, 300].map((ms) => ({ name: `${ms} ms`, afterMs: ms })),
     ];
-    for (const point of umountPoints) {
+    // Down and up again, each with a kill: as many rounds as the longer list has points.
+    for (let i = 0; i < Math.max(umountPoints.length, mountPoints.length); i++) {
+      const point = umountPoints[i % umountPoints.length]!;
       if (await runKilled(shims, ['umount', '--config', p.config], point, [p.boxMount])) reached.umount!.push(point.name);
       const again = await hbs(['umount', '--config', p.config]);
       expect(again.exitCode, `umount after a kill at ${point.name}: ${again.stderr}`).toBe(0);
       const s = await status();
       expect([s.box.state, s.filesystem.state], `umount after a kill at ${point.name}`).toEqual(['down', 'down']);
       expect((await execa('losetup', ['--list', '--noheadings'])).stdout, `umount after a kill at ${point.name}`).not.toContain(p.boxMount);
-      for (const mp of mountPoints) {
-        if (await runKilled(shims, ['mount', '--config', p.config], mp, [p.boxMount])) reached.mount!.push(mp.name);
-        const up = await hbs(['mount', '--config', p.config]);
-        expect(up.exitCode, `mount after a kill at ${mp.name}: ${up.stderr}`).toBe(0);
-        expect((await status()).healthy, `mount after a kill at ${mp.name}`).toBe(true);
-        expect(createHash('sha256').update(await readFile(join(p.mountPoint, 'data'))).digest('hex')).toBe(sum);
-        if (mp !== mountPoints.at(-1)) expect((await hbs(['umount', '--config', p.config])).exitCode).toBe(0);
-      }
+      const mp = mountPoints[i % mountPoints.length]!;
+      if (await runKilled(shims, ['mount', '--config', p.config], mp, [p.boxMount])) reached.mount!.push(mp.name);
+      const up = await hbs(['mount', '--config', p.config]);
+      expect(up.exitCode, `mount after a kill at ${mp.name}: ${up.stderr}`).toBe(0);
+      expect((await status()).healthy, `mount after a kill at ${mp.name}`).toBe(true);
+      expect(createHash('sha256').update(await readFile(join(p.mountPoint, 'data'))).digest('hex')).toBe(sum);
     }
+    reached.umount = [...new Set(reached.umount)];
     reached.mount = [...new Set(reached.mount)];
     await fsckClean('after the mount/umount sweep');
   }, 900_000);
