@@ -1,6 +1,6 @@
 import { EXIT, HbsError } from '../../core/errors.js';
 import type { Check, Step } from '../../core/step.js';
-import { FS_LABEL, LUKS_TUNING, mkfsTuning } from '../../lib/ext4.js';
+import { FEATURES, FS_LABEL, LUKS_TUNING, mkfsTuning } from '../../lib/ext4.js';
 import type { InitCtx } from './context.js';
 
 /**
@@ -43,7 +43,7 @@ export const mkfsStep: Step<InitCtx> = {
       {
         kind: 'run',
         cmd: {
-          argv: ['mkfs.ext4', '-q', '-L', FS_LABEL, '-U', uuid, '-m', '0', '-e', 'remount-ro', '-E', tuning.extended.join(','), ctx.stack.fs.device],
+          argv: ['mkfs.ext4', '-q', '-L', FS_LABEL, '-U', uuid, '-m', '0', '-e', 'remount-ro', '-O', FEATURES.join(','), '-E', tuning.extended.join(','), ctx.stack.fs.device],
           timeoutMs: 30 * 60_000,
         },
       },

@@ -75,7 +75,7 @@ describe('hbs init --encrypt', () => {
       `cryptsetup luksHeaderBackup ${sb.image} --header-backup-file ${header()}`,
       `chmod 0600 ${header()}`,
       `cryptsetup open --type luks2 --key-file - ${sb.image} ${MAPPER} <<(stdin)`,
-      `mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -E lazy_itable_init=1,lazy_journal_init=1,nodiscard ${mapper}`,
+      `mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -O 'meta_bg,^resize_inode' -E lazy_itable_init=1,lazy_journal_init=1,nodiscard ${mapper}`,
       `mount -t ext4 -o noatime,noinit_itable ${mapper} ${sb.mountPoint}`,
       'losetup --direct-io=on /dev/loop0',
     ]);

@@ -78,7 +78,7 @@ describe('hbs init: a first run', () => {
       `ssh-keygen -q -t ed25519 -N '' -C hbs@testhost -f ${sb.sshKey}`,
       `sshfs -o '${sshfsOptions(sb)}' ${USER}@${HOST}:backup ${sb.boxMount}`,
       `truncate '--size=>10737418240' ${sb.image}`,
-      `mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -E assume_storage_prezeroed=1,nodiscard ${sb.image}`,
+      `mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -O 'meta_bg,^resize_inode' -E assume_storage_prezeroed=1,nodiscard ${sb.image}`,
       `mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`,
       'losetup --direct-io=on /dev/loop0',
     ]);
@@ -710,7 +710,7 @@ describe('hbs init in a terminal: the summary', () => {
     for (const v of [`Storage Box account    ${USER}`, `${HOST}, port 23`, `${FINGERPRINT} (ssh-ed25519; from --host-key-fingerprint)`, 'backup', 'filesystem.img, 10 GiB', '<tmp>/box', '<tmp>/mnt', '<tmp>/ssh/hbs_ed25519 (made now)', 'set up once with the password you gave', '<tmp>/fstab (one hbs block; the rest stays as it is)', '<tmp>/etc/hbs/config.json']) {
       expect(summary).toContain(v);
     }
-    expect(m.ran).toContain(`mkfs.ext4 -q -L hbs-backup -U ${uuids[0]} -m 0 -e remount-ro -E assume_storage_prezeroed=1,nodiscard ${sb.image}`);
+    expect(m.ran).toContain(`mkfs.ext4 -q -L hbs-backup -U ${uuids[0]} -m 0 -e remount-ro -O 'meta_bg,^resize_inode' -E assume_storage_prezeroed=1,nodiscard ${sb.image}`);
     expect((await configFile(sb)).image.uuid).toBe(uuids[0]);
     expect(lines.join('\n')).not.toContain(BOX_PASSWORD);
   });

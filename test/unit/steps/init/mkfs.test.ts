@@ -32,7 +32,7 @@ describe('mkfs step', () => {
     m.world.e2fsprogs = [1, 47, 0];
     const ctx = initCtx(sb, m, { state: created });
     await runSteps(ctx, m, [mkfsStep]);
-    expect(m.ran).toEqual([`mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -E assume_storage_prezeroed=1,nodiscard ${sb.image}`]);
+    expect(m.ran).toEqual([`mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -O 'meta_bg,^resize_inode' -E assume_storage_prezeroed=1,nodiscard ${sb.image}`]);
     expect(m.commands[0]?.timeoutMs).toBe(30 * 60_000);
     expect(ctx.stack.fs.mountOptions).toEqual(['noatime', 'noinit_itable']);
     expect(ctx.state.mkfsExtended).toEqual(['assume_storage_prezeroed=1', 'nodiscard']);
@@ -43,7 +43,7 @@ describe('mkfs step', () => {
     m.world.e2fsprogs = [1, 46, 5];
     const ctx = initCtx(sb, m, { state: created });
     await runSteps(ctx, m, [mkfsStep]);
-    expect(m.ran).toEqual([`mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -E lazy_itable_init=1,lazy_journal_init=1,nodiscard ${sb.image}`]);
+    expect(m.ran).toEqual([`mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -O 'meta_bg,^resize_inode' -E lazy_itable_init=1,lazy_journal_init=1,nodiscard ${sb.image}`]);
     expect(ctx.stack.fs.mountOptions).toEqual(['noatime', 'noinit_itable']);
   });
 
@@ -51,7 +51,7 @@ describe('mkfs step', () => {
     m.world.e2fsprogs = [1, 47, 0];
     const ctx = initCtx(sb, m, { state: created, opts: { encrypt: encryptOpts(sb) } });
     await runSteps(ctx, m, [mkfsStep]);
-    expect(m.ran).toEqual([`mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -E lazy_itable_init=1,lazy_journal_init=1,nodiscard /dev/mapper/hbs-filesystem`]);
+    expect(m.ran).toEqual([`mkfs.ext4 -q -L hbs-backup -U ${UUID} -m 0 -e remount-ro -O 'meta_bg,^resize_inode' -E lazy_itable_init=1,lazy_journal_init=1,nodiscard /dev/mapper/hbs-filesystem`]);
     expect(ctx.stack.fs.mountOptions).toEqual(['noatime', 'noinit_itable']);
   });
 
