@@ -489,10 +489,13 @@ async function plainRead(env, set, dir, id) {
   const rec = await measure(env, { section: 'plain', set: set.name, config: 'plain sshfs', test: id, bytes: set.bytes }, async () => {
     if (id === 'cp') {
       const r = await sh('cp -a "$1" "$2/r"', [src, p.dest], { timeoutS });
-      return { timedOut: r.timedOut };
+      return { timedOut: r.timedOut, errors: (r.stderr.match(/^cp: /gm) ?? []).length };
     }
-    const r = await group(process.execPath, [PCOPY, src, join(p.dest, 'r'), '16'], { env: { UV_THREADPOOL_SIZE: '16' }, timeoutS });
-    return { timedOut: r.timedOut };
+    const n = Number(id.slice(1));
+    const r = await group(process.execPath, [PCOPY, src, join(p.dest, 'r'), String(n)], { env: { UV_THREADPOOL_SIZE: String(Math.max(4, n)) }, timeoutS });
+    // sshfs refuses to read symlinks whose target has `..` in it (contain_symlinks): those are skipped.
+    const last = r.stdout.trim().split('\n').pop();
+    return { timedOut: r.timedOut, ...(last?.startsWith('{') ? { errors: JSON.parse(last).errors, firstError: JSON.parse(last).firstError } : {}) };
   });
   rec.files = await countEntries(p.dest);
   if (rec.timedOut) rec.extrapolatedS = (rec.seconds * set.entries) / Math.max(1, rec.files);
@@ -582,6 +585,31 @@ async function peers(env, t, set) {
 
 // ---------------------------------------------------------------------------------------------
 // Sections.
+
+/** Plain sshfs alone on the small set (a section of its own, to repeat it). */
+async function plainOnly(env, t) {
+  const set = results.small ?? (await makeSet(env, t, 'small', S.files, 42));
+  results.small = set;
+  const dir = await plainTree(env, set);
+  for (const id of ['p16', 'p4', 'cp']) await plainRead(env, set, dir, id);
+}
+
+/**
+ * Repeats on the small set, in interleaved passes (a shared machine's busy spells then hit every
+ * pair alike): RESTORE_REPEAT "setting:reader,…", RESTORE_REPEAT_N passes (3).
+ */
+async function repeat(env, t) {
+  const spec = (process.env.RESTORE_REPEAT || 'hbs:p16,buf:cp,buf-ra2m:cp,buf-ra4m:cp,buf-ra4m:ext1,toggled:cp,buf-ra4m-kc:cp,buf-ra4m-conns4:cp').split(',').map((x) => x.split(':'));
+  const passes = setting('RESTORE_REPEAT_N', 3, 1);
+  const set = results.small ?? (await makeSet(env, t, 'small', S.files, 42));
+  if (!results.small) {
+    results.small = set;
+    await populate(env, set, 'repeat');
+  }
+  for (let pass = 0; pass < passes; pass++) {
+    for (const [cid, id] of spec) (await coldRead(env, 'repeat', set, cid, id)).pass = pass;
+  }
+}
 
 async function sweep(env, t) {
   const set = await makeSet(env, t, 'small', S.files, 42);
@@ -779,7 +807,7 @@ function render(r) {
       out.push(row([what, cfg, s, mibs(x), fmtX(t / linkS(L.bytes)), borgX ? fmtX(t / borgX.seconds) : '', resticX ? fmtX(t / resticX.seconds) : '', fmtBytes(x.linkDown), load(x)]));
     };
     for (const x of r.runs.filter((y) => y.section === 'large' && y.test in READERS)) line(READERS[x.test].label, `\`${x.config}\``, x);
-    for (const x of r.runs.filter((y) => y.section === 'plain' && y.set === 'large')) line(x.test === 'cp' ? '`cp -a`' : '16 readers', 'plain sshfs', x);
+    for (const x of r.runs.filter((y) => y.section === 'plain' && y.set === 'large')) line(x.test === 'cp' ? '`cp -a`' : `${x.test.slice(1)} readers (pcopy), ${x.files} entries${x.errors ? `, ${x.errors} refused` : ''}`, 'plain sshfs', x);
     line('`borg extract`', 'borg 1.2, repokey-blake2, lz4', borgX);
     line('`restic restore`', 'restic, sftp', resticX);
     out.push(row(['the link, for the file bytes', '', fmtS(linkS(L.bytes)), (linkBytesPerS / MiB).toFixed(1), '1×', borgX ? fmtX(linkS(L.bytes) / borgX.seconds) : '', resticX ? fmtX(linkS(L.bytes) / resticX.seconds) : '', '', '']));
@@ -827,6 +855,21 @@ function render(r) {
       for (const [k, v] of Object.entries(ps2)) out.push(row([v.config, v.test, secs(v), mibs(v), fmtX(v.seconds / linkS(sm.bytes)), fmtBytes(k.endsWith('Extract') || k.endsWith('Restore') ? v.linkDown : v.linkUp), String(v.files ?? ''), load(v)]));
     }
     out.push('', '</details>', '');
+  }
+
+  // ---- repeats ---------------------------------------------------------------------------------
+  const rp = r.runs.filter((x) => x.section === 'repeat' && x.test in READERS);
+  if (rp.length) {
+    const keys = [...new Set(rp.map((x) => `${x.config}:${x.test}`))];
+    out.push(`### Repeats, small set, interleaved passes: seconds (median; every pass; CPU busy)`, '');
+    out.push(...head(['setting', 'reader', 'median', 'passes', 'load / CPU busy']));
+    for (const k of keys) {
+      const [cid, id] = k.split(':');
+      const xs = rp.filter((x) => x.config === cid && x.test === id);
+      const med = [...xs.map((x) => x.seconds)].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+      out.push(row([`\`${cid}\``, id, fmtS(med), xs.map((x) => fmtS(x.seconds)).join(', '), xs.map((x) => `${x.load[0].toFixed(1)}/${(x.cpuBusy * 100).toFixed(0)} %`).join(', ')]));
+    }
+    out.push('');
   }
 
   // ---- writes ----------------------------------------------------------------------------------
@@ -923,7 +966,7 @@ async function main() {
     onCleanup('the stack under test', () => unmountStack(env));
     onCleanup('running children', killActive);
     results.hbsFacts = env.hbsFacts;
-    for (const [name, fn] of [['sweep', sweep], ['writes', writes], ['large', large]]) {
+    for (const [name, fn] of [['sweep', sweep], ['writes', writes], ['large', large], ['plain', plainOnly], ['repeat', repeat]]) {
       if (!want(name)) continue;
       try {
         await fn(env, t);

@@ -7,7 +7,8 @@
 // Without LIST the readers walk the tree themselves (directories in readdir order, listed ahead of
 // the files) and copy what they find. With LIST (a file of NUL-separated paths relative
 // to SRC, in the order to read them) the readers take the paths in that order; directories are
-// made on the way. Hard links are copied as separate files. Run it with UV_THREADPOOL_SIZE ≥ N:
+// made on the way. Hard links are copied as separate files. An entry that cannot be copied is
+// counted and skipped, as `cp -a` does (exit 1 at the end). Run it with UV_THREADPOOL_SIZE ≥ N:
 // each copy is one libuv thread blocked on the filesystem. Prints one JSON line: files, bytes.
 import { chmod, chown, copyFile, lchown, lstat, lutimes, mkdir, opendir, readFile, readlink, symlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -21,6 +22,9 @@ if (!src || !dest) {
 
 let files = 0;
 let bytes = 0;
+// As `cp -a`: an entry that cannot be copied is reported and skipped, the rest goes on; exit 1 at the end.
+let errors = 0;
+let firstError;
 const dirsMade = new Map();
 const dirsSeen = [];
 
@@ -112,7 +116,10 @@ async function reader() {
         wake();
       }
     } else {
-      await copyOne(w.rel);
+      await copyOne(w.rel).catch((e) => {
+        errors++;
+        firstError ??= `${w.rel}: ${e.code ?? e.message}`;
+      });
     }
   }
 }
@@ -132,4 +139,8 @@ for (const rel of dirsSeen.sort((a, b) => b.length - a.length)) {
   await chmod(join(dest, rel), st.mode & 0o7777);
   await utimes(join(dest, rel), st.atime, st.mtime);
 }
-process.stdout.write(JSON.stringify({ files, bytes }) + '\n');
+process.stdout.write(JSON.stringify({ files, bytes, errors, firstError }) + '\n');
+if (errors) {
+  process.stderr.write(`pcopy: ${errors} entries not copied, the first: ${firstError}\n`);
+  process.exitCode = 1;
+}
