@@ -1,7 +1,7 @@
 // Smoke test of the VM harness (test/vm/run-in-vm): it boots, brings back exit codes and output,
 // runs LUKS (format, open, mkfs, mount, online grow) on an image kept in a shared directory,
 // finds that image intact after a second boot, and fails loudly (never silently) when a VM cannot
-// start, boot, or finish in time. `npm run test:vm`; needs the packages test/vm/install-deps.sh
+// start, boot, or finish in time. `npm run test:vm`; needs the packages scripts/test --deps
 // installs (it fails, naming them, when they are missing).
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
