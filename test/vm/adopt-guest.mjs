@@ -7,9 +7,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dist, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
+import { testSupport, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
 
-const { startBox } = await dist('testing/stand-in-box.js');
+const { startBox } = await testSupport('stand-in-box.js');
 const scratch = process.argv[2] ?? '/tmp/hbs-adopt';
 const PASS = 'vm adopt passphrase';
 const hbs = guestHbs;

@@ -11,9 +11,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dist, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
+import { testSupport, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
 
-const { startBox } = await dist('testing/stand-in-box.js');
+const { startBox } = await testSupport('stand-in-box.js');
 const scratch = process.argv[2] ?? '/tmp/hbs-grow';
 const PASS = 'vm grow passphrase';
 // A generous limit: an online grow through sshfs under emulation is slow.

@@ -4,9 +4,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dist, env, HBS, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
+import { testSupport, env, HBS, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
 
-const { startBox } = await dist('testing/stand-in-box.js');
+const { startBox } = await testSupport('stand-in-box.js');
 const scratch = process.argv[2] ?? '/tmp/hbs-luks';
 const PASS = 'vm test passphrase';
 const hbs = (args, input = '') => guestHbs(args, input);

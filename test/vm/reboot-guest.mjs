@@ -12,9 +12,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dist, env, HBS, loopbackUp, must, out, run, sh } from './guest.mjs';
+import { dist, testSupport, env, HBS, loopbackUp, must, out, run, sh } from './guest.mjs';
 
-const { startBox } = await dist('testing/stand-in-box.js');
+const { startBox } = await testSupport('stand-in-box.js');
 const { parseCrypttabLine } = await dist('lib/crypttab.js');
 const { blockText } = await dist('lib/fstab.js');
 const [phase, state = '/tmp/hbs-reboot'] = process.argv.slice(2);

@@ -1,17 +1,17 @@
 /**
  * A real OpenSSH server on 127.0.0.1 as a stand-in Storage Box, for the end-to-end tests and `npm run
  * demo`: an unprivileged account with a password (so chown fails there, as on a real box), SFTP, its
- * own host key, a free port. Not used by the CLI itself.
+ * own host key, a free port. Test support, not part of the package: the e2e tests import this file,
+ * the demo, the benchmarks and the VM guests its build (build/test-support/, `npm run build:test-support`).
+ * Self-contained (Node and execa only), so that changes in src/ cannot break it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { exists } from '../lib/fs-util.js';
-import { fingerprintOf } from '../lib/host-keys.js';
 
 export interface StandInBox {
   user: string;
@@ -22,6 +22,21 @@ export interface StandInBox {
   hostKeyFingerprint: string;
   dir: string;
   stop(): Promise<void>;
+}
+
+/** OpenSSH's fingerprint of a key blob (base64): `SHA256:` and the unpadded base64 of its digest. */
+function fingerprintOf(blob: string): string {
+  const digest = createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64');
+  return `SHA256:${digest.replace(/=+$/, '')}`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A password full of shell characters: whoever puts it in a shell string breaks. */
@@ -60,7 +75,8 @@ export async function e2eUnavailable(): Promise<string | undefined> {
   return reason;
 }
 
-async function missingForE2e(): Promise<string | undefined> {
+/** The same check, never throwing: the reason, or undefined when everything is there. */
+export async function missingForE2e(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'needs root (mounts, loop devices, useradd)';
   for (const tool of ['/usr/sbin/sshd', '/usr/bin/sshfs', '/usr/sbin/useradd']) {
     if ((await execa('test', ['-x', tool], { reject: false })).exitCode !== 0) return `needs ${tool}`;
