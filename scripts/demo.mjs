@@ -19,7 +19,8 @@ if (missing) {
   console.error(`demo: ${missing}`);
   // Which Debian packages are missing (the tests' list, a superset of the demo's), and how to get them.
   spawnSync('bash', [join(root, 'scripts', 'test'), '--check'], { stdio: ['ignore', 2, 2] });
-  console.error('demo: run it as root; `scripts/test --deps` (as root) installs every Debian package it (and the tests) need');
+  if (process.getuid?.() !== 0) console.error('demo: run it as root');
+  console.error('demo: `scripts/test --deps` (as root) installs the Debian packages it needs (and those of the tests)');
   process.exit(3);
 }
 
