@@ -7,8 +7,8 @@ import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promise
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { e2eUnavailable, startBox } from '../dist/testing/stand-in-box.js';
-import { teardown } from '../dist/testing/teardown.js';
+import { e2eUnavailable, startBox } from '../build/test-support/stand-in-box.js';
+import { teardown } from '../build/test-support/teardown.js';
 import { sshfsMountOptions } from '../dist/lib/ssh.js';
 import { cleanupAll, installSignalHandlers, onCleanup, removeTempDir } from './lib/cleanup.mjs';
 import { changeSome, makeTree, ownersKept } from './lib/tree.mjs';

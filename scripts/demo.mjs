@@ -2,19 +2,25 @@
 // `npm run demo` (as root): a throwaway local stand-in box, `hbs init` against it, files with
 // several owners, unmount and mount again from the fstab hbs wrote, `ls -ln`, and a clean-up.
 import { execa } from 'execa';
+import { spawnSync } from 'node:child_process';
 import { chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { startBox, e2eUnavailable } from '../dist/testing/stand-in-box.js';
-import { teardown } from '../dist/testing/teardown.js';
+import { missingForE2e, startBox } from '../build/test-support/stand-in-box.js';
+import { teardown } from '../build/test-support/teardown.js';
 
-const hbs = resolve(import.meta.dirname, '..', 'bin', 'hbs');
+const root = resolve(import.meta.dirname, '..');
+const hbs = join(root, 'bin', 'hbs');
 const say = (s) => console.log(`\n\x1b[1m== ${s}\x1b[0m`);
 const sh = (cmd, args, opts = {}) => execa(cmd, args, { stdio: 'inherit', ...opts });
 
-const missing = await e2eUnavailable();
+const missing = await missingForE2e();
 if (missing) {
   console.error(`demo: ${missing}`);
+  // Which Debian packages are missing (the tests' list, a superset of the demo's), and how to get them.
+  spawnSync('bash', [join(root, 'scripts', 'test'), '--check'], { stdio: ['ignore', 2, 2] });
+  if (process.getuid?.() !== 0) console.error('demo: run it as root');
+  console.error('demo: `scripts/test --deps` (as root) installs the Debian packages it needs (and those of the tests)');
   process.exit(3);
 }
 

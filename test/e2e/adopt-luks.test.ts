@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
+import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
 import { hbs, teardown, watchArgv } from './helpers.js';
 
 const skip = await e2eUnavailable();
@@ -33,7 +33,7 @@ describe.skipIf(skip !== undefined)('hbs init --adopt on a real LUKS2 image on a
     '--fstab', p.fstab, '--config', p.config,
     ...extra,
   ];
-  const env = (): Record<string, string> => ({ HBS_BOX_PASSWORD: box.password, HBS_TEST_CHEAP_PBKDF: '1' });
+  const env = (): Record<string, string> => ({ HBS_BOX_PASSWORD: box.password });
 
   beforeAll(async () => {
     box = await startBox();

@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { escapePath } from '../../src/lib/systemd.js';
 import type { StatusReport } from '../../src/lib/status-report.js';
-import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
+import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
 import { hbs, loopDioAt, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();

@@ -14,7 +14,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobsIn } from '../../src/lib/rfc4716.js';
 import type { StatusReport } from '../../src/lib/status-report.js';
-import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
+import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
 import { HBS, hbs, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReport } from '../../src/lib/status-report.js';
-import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
+import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
 import { hbs, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();

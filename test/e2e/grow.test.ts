@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capSysResourceFromStatus } from '../../src/lib/capability.js';
-import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
+import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
 import { hbs, loopDioAt, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();

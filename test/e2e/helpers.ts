@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-export { teardown } from '../../src/testing/teardown.js';
+export { teardown } from '../support/teardown.js';
 import { execa } from 'execa';
 
 export const ROOT = resolve(import.meta.dirname, '../..');

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
+import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
 import { hbs, loopDioAt, teardown, watchArgv } from './helpers.js';
 
 const skip = await e2eUnavailable();

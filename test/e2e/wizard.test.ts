@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { e2eUnavailable, startBox, type StandInBox } from '../../src/testing/stand-in-box.js';
+import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
 import { HBS, hbs, teardown, watchArgv } from './helpers.js';
 import { Terminal, tmuxMissing } from './terminal.js';
 

@@ -11,9 +11,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dist, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
+import { CHEAP_KDF, testSupport, hbs as guestHbs, loopbackUp, must, out, sh } from './guest.mjs';
 
-const { startBox } = await dist('testing/stand-in-box.js');
+const { startBox } = await testSupport('stand-in-box.js');
 const scratch = process.argv[2] ?? '/tmp/hbs-grow';
 const PASS = 'vm grow passphrase';
 // A generous limit: an online grow through sshfs under emulation is slow.
@@ -71,7 +71,7 @@ try {
   sh('fusermount3', ['-u', plain.boxMount]);
 
   // --- encrypted ---------------------------------------------------------------------------------
-  must('enc.init', init(enc, 'secret.img', '99G', ['--encrypt', '--luks-passphrase-stdin'], PASS + '\n'));
+  must('enc.init', init(enc, 'secret.img', '99G', ['--encrypt', ...CHEAP_KDF, '--luks-passphrase-stdin'], PASS + '\n'));
   encCfg = JSON.parse(readFileSync(enc.config, 'utf8'));
   out('enc.mountOptions', encCfg.filesystem.mountOptions);
   const image = join(box.home, 'secret.img');

@@ -1,7 +1,7 @@
 // hbs grow end to end on real dm-crypt, inside the test VM (npm run build first): the built bin/hbs
 // against a stand-in box (sshd) started in the guest, whose root holds CAP_SYS_RESOURCE, so the
 // online path runs for real. Plain: init 1 GiB → online grow to 2 GiB. Encrypted (cheap PBKDF via
-// HBS_TEST_CHEAP_PBKDF=1): init 99 GiB → no key refused at once → wrong key refused → online grow
+// --luks-pbkdf pbkdf2 --luks-iter-time 100): init 99 GiB → no key refused at once → wrong key refused → online grow
 // to 100 GiB with the key on stdin → offline grow 100 → 200 GiB (mapping closed) → mount → e2fsck
 // -fn clean; bytes allocated on the box measured around each grow. The scenario is grow-guest.mjs.
 import { describe, expect, it } from 'vitest';

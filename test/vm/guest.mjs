@@ -7,11 +7,18 @@ import { fileURLToPath } from 'node:url';
 
 export const repo = resolve(fileURLToPath(import.meta.url), '../../..');
 export const HBS = join(repo, 'bin/hbs');
-/** hbs's environment in the guest: no colours, and a cheap PBKDF (emulation makes the real one take minutes). */
-export const env = { ...process.env, NO_COLOR: '1', HBS_TEST_CHEAP_PBKDF: '1' };
+/** hbs's environment in the guest: no colours. */
+export const env = { ...process.env, NO_COLOR: '1' };
+/**
+ * Cheap key slots, through init's own flags (cryptsetup's --pbkdf / --iter-time): under emulation
+ * argon2id's default takes 9–14 s per slot. Never for real data.
+ */
+export const CHEAP_KDF = ['--luks-pbkdf', 'pbkdf2', '--luks-iter-time', '100'];
 
-/** Loads a module of the built project (dist/…), e.g. the stand-in box. */
+/** Loads a module of the built project (dist/…), e.g. lib/fstab.js. */
 export const dist = (path) => import(join(repo, 'dist', path));
+/** Loads a module of the built test support (build/test-support/…, `npm run build:test-support`), e.g. the stand-in box. */
+export const testSupport = (path) => import(join(repo, 'build/test-support', path));
 
 /** One `name=value` line for the host; values that are not strings go as JSON. */
 export const out = (k, v) => console.log(`${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);

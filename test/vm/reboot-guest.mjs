@@ -12,11 +12,11 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dist, env, HBS, loopbackUp, must, out, run, sh } from './guest.mjs';
+import { CHEAP_KDF, dist, testSupport, env, HBS, loopbackUp, must, out, run, sh } from './guest.mjs';
 
-const { startBox } = await dist('testing/stand-in-box.js');
+const { startBox } = await testSupport('stand-in-box.js');
 const { parseCrypttabLine } = await dist('lib/crypttab.js');
-const { blockText } = await dist('lib/fstab.js');
+const { blockText } = await dist('core/block.js');
 const [phase, state = '/tmp/hbs-reboot'] = process.argv.slice(2);
 const PASS = 'vm reboot passphrase';
 const NAME = 'hbs-enc';
@@ -60,7 +60,7 @@ if (phase === 'boot1') {
     '--host-key-fingerprint', box.hostKeyFingerprint, '--fstab', fstab, '--config', s.config,
   ];
   const boxEnv = { ...env, HBS_BOX_PASSWORD: box.password };
-  const i1 = must('init.enc', hbs([...common(enc, 'enc.img'), '--encrypt', '--luks-passphrase-stdin', '--luks-unattended', '--luks-name', NAME, '--crypttab', crypttab], { input: PASS + '\n', env: boxEnv }));
+  const i1 = must('init.enc', hbs([...common(enc, 'enc.img'), '--encrypt', ...CHEAP_KDF, '--luks-passphrase-stdin', '--luks-unattended', '--luks-name', NAME, '--crypttab', crypttab], { input: PASS + '\n', env: boxEnv }));
   out('init.enc.summary', i1.stdout.split('\n').filter((l) => /Unattended|protect|crypttab/.test(l)));
   must('init.plain', hbs(common(plain, 'plain.img'), { env: boxEnv }));
   writeData(enc, 'encrypted, survives a crash\n');

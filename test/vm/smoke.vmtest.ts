@@ -1,7 +1,7 @@
 // Smoke test of the VM harness (test/vm/run-in-vm): it boots, brings back exit codes and output,
 // runs LUKS (format, open, mkfs, mount, online grow) on an image kept in a shared directory,
 // finds that image intact after a second boot, and fails loudly (never silently) when a VM cannot
-// start, boot, or finish in time. `npm run test:vm`; needs the packages test/vm/install-deps.sh
+// start, boot, or finish in time. `npm run test:vm`; needs the packages scripts/test --deps
 // installs (it fails, naming them, when they are missing).
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -71,44 +71,47 @@ describe('run-in-vm (QEMU, software emulation)', () => {
     if (times.length) console.log(`[vm] boot-to-poweroff times:\n  ${times.join('\n  ')}`);
   });
 
-  it('keeps a cwd under /tmp visible (read-only) although the guest gets a fresh /tmp (a checkout there)', async () => {
+  it('brings back the exit code, stdout and stderr; the guest has device-mapper; a cwd under /tmp stays visible (read-only) although the guest gets a fresh /tmp (a checkout there)', async () => {
+    // One boot for both (the boot is most of what either costs).
     const dir = await mkdtemp(join('/tmp', 'hbs-vm-cwd-'));
     try {
       await writeFile(join(dir, 'marker'), 'from the host\n');
-      const r = await runInVm('pwd; cat marker; touch marker 2>/dev/null || echo read-only', { timeoutMs: VM_TIMEOUT_MS, cwd: dir });
-      expect(r.exitCode, describeVmResult(r)).toBe(0);
-      expect(r.stdout.split('\n')).toEqual([dir, 'from the host', 'read-only', '']);
+      const r = await runInVm(
+        [
+          'echo "out: $HBS_IN_VM $(id -u)"',
+          'echo err >&2',
+          'test -e /dev/mapper/control && echo has-dm-control',
+          'grep -qw dm_crypt /proc/modules && echo has-dm-crypt',
+          // The host root is read-only underneath: this write lands in the guest's tmpfs only.
+          'echo written > /hbs-vm-overlay-probe && echo overlay-writable',
+          'read -r line; echo "stdin: $line"',
+          'echo "cwd: $(pwd)"; echo "marker: $(cat marker)"; touch marker 2>/dev/null || echo marker-read-only',
+          'exit 7',
+        ].join('\n'),
+        { timeoutMs: VM_TIMEOUT_MS, input: 'hello stdin\n', cwd: dir },
+      );
+      record('exit code + output + cwd', r);
+      expect(r.exitCode, describeVmResult(r)).toBe(7);
+      expect(r.scriptExitCode).toBe(7);
+      expect(r.timedOut).toBe(false);
+      expect(r.vmFailed).toBe(false);
+      expect(r.stdout.split('\n')).toEqual([
+        'out: 1 0',
+        'has-dm-control',
+        'has-dm-crypt',
+        'overlay-writable',
+        'stdin: hello stdin',
+        `cwd: ${dir}`,
+        'marker: from the host',
+        'marker-read-only',
+        '',
+      ]);
+      expect(r.stderr.trim()).toBe('err');
+      await expect(stat('/hbs-vm-overlay-probe')).rejects.toThrow();
+      expect(await readFile(join(dir, 'marker'), 'utf8')).toBe('from the host\n');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
-
-  it('brings back the exit code, stdout and stderr; the guest has device-mapper', async () => {
-    const r = await runInVm(
-      [
-        'echo "out: $HBS_IN_VM $(id -u)"',
-        'echo err >&2',
-        'test -e /dev/mapper/control && echo has-dm-control',
-        'grep -qw dm_crypt /proc/modules && echo has-dm-crypt',
-        // The host root is read-only underneath: this write lands in the guest's tmpfs only.
-        'echo written > /hbs-vm-overlay-probe && echo overlay-writable',
-        'read -r line; echo "stdin: $line"',
-        'exit 7',
-      ].join('\n'),
-      { timeoutMs: VM_TIMEOUT_MS, input: 'hello stdin\n' },
-    );
-    record('exit code + output', r);
-    expect(r.exitCode, describeVmResult(r)).toBe(7);
-    expect(r.scriptExitCode).toBe(7);
-    expect(r.timedOut).toBe(false);
-    expect(r.vmFailed).toBe(false);
-    expect(r.stdout).toContain('out: 1 0');
-    expect(r.stdout).toContain('has-dm-control');
-    expect(r.stdout).toContain('has-dm-crypt');
-    expect(r.stdout).toContain('overlay-writable');
-    expect(r.stdout).toContain('stdin: hello stdin');
-    expect(r.stderr.trim()).toBe('err');
-    await expect(stat('/hbs-vm-overlay-probe')).rejects.toThrow();
   });
 
   it('LUKS2 on an image in the shared dir: format, open, mkfs, mount, write, close; online grow', async () => {

@@ -1,17 +1,17 @@
 /**
  * A real OpenSSH server on 127.0.0.1 as a stand-in Storage Box, for the end-to-end tests and `npm run
  * demo`: an unprivileged account with a password (so chown fails there, as on a real box), SFTP, its
- * own host key, a free port. Not used by the CLI itself.
+ * own host key, a free port. Test support, not part of the package: the e2e tests import this file,
+ * the demo, the benchmarks and the VM guests its build (build/test-support/, `npm run build:test-support`).
+ * Self-contained (Node only), so that changes in src/ cannot break it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { exists } from '../core/files.js';
-import { fingerprintOf } from '../lib/host-keys.js';
+import { run } from './run.js';
 
 export interface StandInBox {
   user: string;
@@ -22,6 +22,21 @@ export interface StandInBox {
   hostKeyFingerprint: string;
   dir: string;
   stop(): Promise<void>;
+}
+
+/** OpenSSH's fingerprint of a key blob (base64): `SHA256:` and the unpadded base64 of its digest. */
+function fingerprintOf(blob: string): string {
+  const digest = createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64');
+  return `SHA256:${digest.replace(/=+$/, '')}`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A password full of shell characters: whoever puts it in a shell string breaks. */
@@ -45,7 +60,7 @@ async function waitForPort(port: number, sshd: ChildProcess, logFile: string): P
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (sshd.exitCode !== null) throw new Error(`sshd exited: ${await readFile(logFile, 'utf8').catch(() => '')}`);
-    const r = await execa('ssh-keyscan', ['-T', '2', '-p', String(port), '127.0.0.1'], { reject: false });
+    const r = await run('ssh-keyscan', ['-T', '2', '-p', String(port), '127.0.0.1'], { reject: false });
     if (r.stdout.includes('ssh-')) return;
     await new Promise((r2) => setTimeout(r2, 100));
   }
@@ -60,13 +75,14 @@ export async function e2eUnavailable(): Promise<string | undefined> {
   return reason;
 }
 
-async function missingForE2e(): Promise<string | undefined> {
+/** The same check, never throwing: the reason, or undefined when everything is there. */
+export async function missingForE2e(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'needs root (mounts, loop devices, useradd)';
   for (const tool of ['/usr/sbin/sshd', '/usr/bin/sshfs', '/usr/sbin/useradd']) {
-    if ((await execa('test', ['-x', tool], { reject: false })).exitCode !== 0) return `needs ${tool}`;
+    if ((await run('test', ['-x', tool], { reject: false })).exitCode !== 0) return `needs ${tool}`;
   }
-  if ((await execa('test', ['-c', '/dev/fuse'], { reject: false })).exitCode !== 0) return 'needs /dev/fuse';
-  if ((await execa('losetup', ['-f'], { reject: false })).exitCode !== 0) return 'needs loop devices';
+  if ((await run('test', ['-c', '/dev/fuse'], { reject: false })).exitCode !== 0) return 'needs /dev/fuse';
+  if ((await run('losetup', ['-f'], { reject: false })).exitCode !== 0) return 'needs loop devices';
   return undefined;
 }
 
@@ -112,13 +128,13 @@ export async function startBox(opts: StartBoxOptions = {}): Promise<StandInBox> 
   if (saved) {
     // The same account again, on the home it left. Its old uid may belong to someone else by now (the
     // VM sees the host's live /etc/passwd), so it gets whatever uid is free and takes its files along.
-    await execa('useradd', ['--no-create-home', '--home-dir', join(dir, 'home'), '--shell', '/bin/sh', user]);
-    const uid = (await execa('id', ['-u', user])).stdout.trim();
-    const gid = (await execa('id', ['-g', user])).stdout.trim();
+    await run('useradd', ['--no-create-home', '--home-dir', join(dir, 'home'), '--shell', '/bin/sh', user]);
+    const uid = (await run('id', ['-u', user])).stdout.trim();
+    const gid = (await run('id', ['-g', user])).stdout.trim();
     const home = join(dir, 'home');
-    if ((await stat(home)).uid !== Number(uid)) await execa('chown', ['-R', `${uid}:${gid}`, home]);
+    if ((await stat(home)).uid !== Number(uid)) await run('chown', ['-R', `${uid}:${gid}`, home]);
   } else {
-    await execa('useradd', ['--create-home', ...(keep ? ['--home-dir', join(dir, 'home')] : []), '--shell', '/bin/sh', user]);
+    await run('useradd', ['--create-home', ...(keep ? ['--home-dir', join(dir, 'home')] : []), '--shell', '/bin/sh', user]);
   }
   let sshd: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
@@ -127,23 +143,23 @@ export async function startBox(opts: StartBoxOptions = {}): Promise<StandInBox> 
       await new Promise((r) => setTimeout(r, 100));
     }
     // Sessions are separate processes owned by the account: end them too.
-    await execa('pkill', ['-KILL', '-u', user], { reject: false });
+    await run('pkill', ['-KILL', '-u', user], { reject: false });
     await new Promise((r) => setTimeout(r, 100));
     if (keep) {
       // The account goes; its home and the state stay for the next startBox({ stateDir }).
-      await execa('userdel', [user], { reject: false });
+      await run('userdel', [user], { reject: false });
       return;
     }
-    await execa('userdel', ['--remove', user], { reject: false });
+    await run('userdel', ['--remove', user], { reject: false });
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    await execa('chpasswd', [], { input: `${user}:${password}\n` });
-    const entry = (await execa('getent', ['passwd', user])).stdout.split(':');
+    await run('chpasswd', [], { input: `${user}:${password}\n` });
+    const entry = (await run('getent', ['passwd', user])).stdout.split(':');
     const home = entry[5] ?? `/home/${user}`;
-    await execa('chmod', ['0750', home]);
+    await run('chmod', ['0750', home]);
     const hostKey = join(dir, 'host_key');
-    if (!saved || !(await exists(hostKey))) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
+    if (!saved || !(await exists(hostKey))) await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
     const pub = (await readFile(join(dir, 'host_key.pub'), 'utf8')).trim().split(/\s+/)[1] ?? '';
     const port = saved?.port ?? (await freePort());
     if (keep && !saved) {
@@ -167,11 +183,14 @@ export async function startBox(opts: StartBoxOptions = {}): Promise<StandInBox> 
         `AllowUsers ${user}`,
         'StrictModes yes',
         'MaxStartups 50',
+        // Key exchange without sntrup761 (OpenSSH 9's first choice): under emulation in the test VM it
+        // cost ~0.9 s of each connection's ~1.5 s. Nothing hbs does depends on the key exchange.
+        'KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group14-sha256',
         'Subsystem sftp internal-sftp',
         '',
       ].join('\n'),
     );
-    await execa('mkdir', ['-p', '-m', '0755', '/run/sshd']);
+    await run('mkdir', ['-p', '-m', '0755', '/run/sshd']);
     const logFile = join(dir, 'sshd.log');
     sshd = spawn('/usr/sbin/sshd', ['-D', '-f', config, '-E', logFile], { stdio: 'ignore' });
     await waitForPort(port, sshd, logFile);
