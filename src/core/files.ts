@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -28,8 +28,31 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
   }
 }
 
-/** Creates a file that must not exist yet (O_EXCL): of two writers racing, exactly one gets it. */
+/**
+ * Creates a file that must not exist yet: of two writers racing, exactly one gets it, and nobody —
+ * not even after a kill -9 halfway — ever sees it empty or half written. The content goes to a
+ * temporary file first and is hard-linked into place (link(2) fails when the name exists; over
+ * sshfs it is the hardlink@openssh.com extension). Where links are refused, O_EXCL and a write.
+ */
 export async function writeFileExclusive(path: string, content: string | Uint8Array, mode: number): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.hbs-${randomBytes(4).toString('hex')}.tmp`);
+  await writeNew(tmp, content, mode);
+  try {
+    await link(tmp, path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP' && code !== 'ENOTSUP') {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    await rm(tmp, { force: true });
+    await writeNew(path, content, mode);
+    return;
+  }
+  await rm(tmp, { force: true });
+}
+
+async function writeNew(path: string, content: string | Uint8Array, mode: number): Promise<void> {
   const fh = await open(path, 'wx', mode);
   try {
     await fh.writeFile(content);
@@ -46,7 +69,7 @@ export async function writeFileExclusive(path: string, content: string | Uint8Ar
  */
 export async function replaceFile(path: string, content: string | Uint8Array, mode: number): Promise<void> {
   const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFileExclusive(tmp, content, mode);
+  await writeNew(tmp, content, mode);
   try {
     await rename(tmp, path);
   } catch {

@@ -58,6 +58,8 @@ export interface Superblock extends FsGeometry {
   /** What the kernel recorded of the first and last error (where and when), when there were any. */
   firstError?: { time?: string; function?: string; err?: string };
   lastError?: { time?: string; function?: string; err?: string };
+  /** What only a mount or an e2fsck changes (dumpe2fs's text, read with TZ=UTC). */
+  history?: { mountCount?: number; lastMount?: string; lastChecked?: string };
 }
 
 export const fsBytes = (g: FsGeometry): number => g.blockCount * g.blockSize;
@@ -79,7 +81,17 @@ export function parseDumpe2fs(text: string): Superblock | undefined {
     needsRecovery: features.includes('needs_recovery'),
     ...errorInfo('First', raw),
     ...errorInfo('Last', raw),
+    ...historyOf(raw, num),
   };
+}
+
+function historyOf(raw: (name: string) => string | undefined, num: (name: string) => number): Pick<Superblock, 'history'> {
+  const h = {
+    ...(Number.isSafeInteger(num('Mount count')) ? { mountCount: num('Mount count') } : {}),
+    ...(raw('Last mount time') !== undefined ? { lastMount: raw('Last mount time') } : {}),
+    ...(raw('Last checked') !== undefined ? { lastChecked: raw('Last checked') } : {}),
+  };
+  return Object.keys(h).length ? { history: h } : {};
 }
 
 function errorInfo(which: 'First' | 'Last', raw: (name: string) => string | undefined): Partial<Pick<Superblock, 'firstError' | 'lastError'>> {

@@ -2,6 +2,7 @@ import { realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { readOnly, type Runner } from '../core/runner.js';
 import { canResizeOnline } from './capability.js';
+import { parseUndoHeader, type UndoLog } from './e2undo.js';
 import { parseDumpe2fs, type Superblock } from './ext4.js';
 import { holdersOf, sshfsPidsFor, type Holder } from './holders.js';
 import { parseKeyscan, type HostKey } from './host-keys.js';
@@ -42,6 +43,8 @@ export interface Probes {
   superblock(device: string): Promise<Superblock>;
   /** The host keys an SSH server offers, most preferred type first; [] when none came. */
   hostKeys(host: string, port: number): Promise<HostKey[]>;
+  /** What a resize2fs undo file says of the resize that wrote it (lib/e2undo.ts). */
+  undoLog(file: string, device: string): Promise<UndoLog>;
   /** Whether key login works, over SFTP (port 22 of a real box offers no shell). */
   keyLogin(c: BoxConn): Promise<{ ok: boolean; stderr: string }>;
   /** Key login and, if it works, the box's space, in one sftp batch (mounts nothing). */
@@ -91,6 +94,8 @@ export interface FileFacts {
 }
 
 const PROBE_TIMEOUT = 30_000;
+/** dumpe2fs's times in one zone, whatever the machine's: they are compared across runs. */
+const UTC = { TZ: 'UTC', LC_ALL: 'C' };
 
 /** The kernel's lines about failed writes to one of `names` (loop0, dm-1), after the filesystem `uuid` was last mounted from the first. */
 export function kernelErrorsIn(log: string, names: readonly string[], uuid: string): string[] {
@@ -107,8 +112,15 @@ export function kernelErrorsIn(log: string, names: readonly string[], uuid: stri
 /** The probes, answered by running read-only commands. */
 export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Promise<string>): Probes {
   const ro = readOnly(runner);
-  const run = (argv: string[], extra: { stdin?: string | Uint8Array; timeoutMs?: number } = {}) =>
-    ro.run({ argv, write: false, allowFail: true, timeoutMs: extra.timeoutMs ?? PROBE_TIMEOUT, ...(extra.stdin !== undefined ? { stdin: extra.stdin } : {}) });
+  const run = (argv: string[], extra: { stdin?: string | Uint8Array; timeoutMs?: number; env?: Record<string, string> } = {}) =>
+    ro.run({
+      argv,
+      write: false,
+      allowFail: true,
+      timeoutMs: extra.timeoutMs ?? PROBE_TIMEOUT,
+      ...(extra.stdin !== undefined ? { stdin: extra.stdin } : {}),
+      ...(extra.env ? { env: extra.env } : {}),
+    });
 
   return {
     async mountAt(path) {
@@ -186,10 +198,17 @@ export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Pro
       throw new Error(`cryptsetup could not test the key on ${image} (exit ${r.exitCode}): ${r.stderr.trim()}`);
     },
     async superblock(device) {
-      const r = await run(['dumpe2fs', '-h', device], { timeoutMs: 120_000 });
+      const r = await run(['dumpe2fs', '-h', device], { timeoutMs: 120_000, env: UTC });
       const sb = r.exitCode === 0 ? parseDumpe2fs(r.stdout) : undefined;
       if (!sb) throw new Error(`cannot read the ext4 superblock of ${device} (dumpe2fs -h): ${(r.stderr.trim().split('\n').at(-1) ?? '') || `exit ${r.exitCode}`}`);
       return sb;
+    },
+    async undoLog(file, device) {
+      // -h prints the header and exits 1 whatever it finds; -n checks the file against the filesystem and changes nothing.
+      const state = parseUndoHeader((await run(['e2undo', '-h', file, device])).stdout);
+      if (!state) return { state: 'blank' };
+      if (state === 'interrupted') return { state };
+      return { state, matches: (await run(['e2undo', '-n', file, device], { timeoutMs: 120_000 })).exitCode === 0 };
     },
     async hostKeys(host, port) {
       const r = await run(['ssh-keyscan', '-T', '10', '-p', String(port), '-t', 'ed25519,ecdsa,rsa', host], { timeoutMs: 60_000 });

@@ -7,7 +7,8 @@ import { inspectBox, inspectFs } from '../lib/inspect.js';
 import { luksResizeCmd } from '../lib/luks.js';
 import { formatSize } from '../lib/size.js';
 import type { StepCtx } from './context.js';
-import { undoFile, undoInterruptedResizeStep } from './undo.js';
+import { undoFile, undoInterruptedResizeStep, undoMarkFile } from './undo.js';
+import { undoMarkOf } from '../lib/e2undo.js';
 import { cryptCloseStep, cryptOpenStep, keyFor } from './crypt.js';
 import { directIoStep, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
 
@@ -205,13 +206,19 @@ export const offlineResizeStep: Step<GrowCtx> = {
   },
   // No size: resize2fs grows the filesystem to the end of the (already extended) image. -z keeps,
   // on this machine, what it overwrites: resize2fs is not crash safe, and a run killed halfway is
-  // undone from it (e2undo, steps/undo.ts) before anything else touches the filesystem.
-  plan: (ctx) =>
-    Promise.resolve([
-      { kind: 'mkdir', path: ctx.stack.logDir, mode: 0o700 },
-      { kind: 'run', cmd: { argv: ['resize2fs', '-z', undoFile(ctx.stack), ctx.stack.fs.device], timeoutMs: HOURS } },
-      { kind: 'remove', path: undoFile(ctx.stack), what: 'the resize finished: nothing to undo' },
-    ]),
+  // undone from it (e2undo, steps/undo.ts) before anything else touches the filesystem. The mark
+  // written first records what only a mount or an e2fsck changes: the undo then knows nothing did.
+  async plan(ctx) {
+    const s = ctx.stack;
+    const mark = undoMarkOf(await ctx.probe.superblock(s.fs.device));
+    return [
+      { kind: 'mkdir', path: s.logDir, mode: 0o700 },
+      { kind: 'write', path: undoMarkFile(s), content: JSON.stringify(mark) + '\n', mode: 0o600, how: 'atomic', what: 'the filesystem before the resize' },
+      { kind: 'run', cmd: { argv: ['resize2fs', '-z', undoFile(s), s.fs.device], timeoutMs: HOURS } },
+      { kind: 'remove', path: undoFile(s), what: 'the resize finished: nothing to undo' },
+      { kind: 'remove', path: undoMarkFile(s), what: 'and its record' },
+    ];
+  },
 };
 
 const unmount = fsUnmountStep({ busyHint: 'stop what uses it (e.g. a running backup), then re-run the same hbs grow: it picks up where it stopped' });

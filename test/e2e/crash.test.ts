@@ -295,7 +295,7 @@ describe.skipIf(skip !== undefined)('kill -9 at any moment; the same command aga
       if (grown.exitCode !== 0) {
         expect(grown.stderr, `grow after a kill at ${point.name}`).toMatch(/hbs mount/);
         const up = await hbs(['mount', '--config', p.config]);
-        expect(up.exitCode, `mount after a kill at ${point.name} and a grow: ${up.stdout}${up.stderr}`).toBe(0);
+        expect(up.exitCode, `mount after a kill at ${point.name} and a grow (${grown.stdout}${grown.stderr}): ${up.stdout}${up.stderr}`).toBe(0);
         const again = await hbs(args);
         expect(again.exitCode, `grow after a kill at ${point.name}: ${again.stderr}`).toBe(0);
       }

@@ -9,6 +9,7 @@
  */
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { CommandError, formatCmd, isWrite, type Cmd, type CmdResult, type Runner } from '../../src/core/runner.js';
+import type { UndoLog } from '../../src/lib/e2undo.js';
 import type { Superblock } from '../../src/lib/ext4.js';
 import type { Holder } from '../../src/lib/holders.js';
 import type { HostKey } from '../../src/lib/host-keys.js';
@@ -55,6 +56,8 @@ export interface World {
   kernelErrors: Map<string, string[]>;
   /** What e2undo puts back: the block count a device's ext4 had before the interrupted resize. */
   undoBlocks: Map<string, number>;
+  /** What `e2undo -h` / `-n` say of an undo file (default: interrupted). */
+  undoLogs: Map<string, UndoLog>;
   /** Lines `findmnt --verify` counts as an error each, wherever they are (a target that is not a directory…). */
   badTabLine?: RegExp;
   /** The box account's password (a password mount with another one is refused); undefined: any works. */
@@ -89,6 +92,7 @@ export function emptyWorld(): World {
     systemd: false,
     kernelErrors: new Map(),
     undoBlocks: new Map(),
+    undoLogs: new Map(),
   };
 }
 
@@ -120,6 +124,8 @@ export class FakeMachine implements Runner {
    * .ssh/authorized_keys holds the public key — or when `world.keyLogin` says so anyway.
    */
   private accountHome?: string;
+  /** Called with each changing command's line before it takes effect (to look at the machine then). */
+  onRun?: (line: string) => void | Promise<void>;
   /** Every changing command that ran, in order. */
   readonly commands: Cmd[] = [];
   private readonly injected: Injected[] = [];
@@ -294,6 +300,8 @@ export class FakeMachine implements Runner {
       const sb = this.world.superblocks.get(device) ?? this.world.superblocks.get(this.content(device));
       return sb ? Promise.resolve({ ...sb }) : Promise.reject(new Error(`cannot read the ext4 superblock of ${device} (dumpe2fs -h): Bad magic number`));
     },
+    // An undo file on disk without a state set here is one resize2fs was killed writing.
+    undoLog: (file) => Promise.resolve(this.world.undoLogs.get(file) ?? { state: 'interrupted' as const }),
     hostKeys: () => Promise.resolve(this.world.hostKeys),
     keyLogin: async () => {
       const ok = await this.keyAuthorized();
@@ -321,6 +329,7 @@ export class FakeMachine implements Runner {
   async run(cmd: Cmd): Promise<CmdResult> {
     if (!isWrite(cmd)) throw new Error(`a probe ran through the runner: ${formatCmd(cmd)} (probes answer from the table)`);
     this.commands.push(cmd);
+    await this.onRun?.(formatCmd(cmd));
     const inj = this.injected.find((i) => i.times > 0 && i.prefix.every((a, k) => cmd.argv[k] === a));
     let result: CmdResult;
     if (inj) {
@@ -417,6 +426,9 @@ export class FakeMachine implements Runner {
         return ok;
       case 'e2fsck':
         if (a.includes('-f')) this.checked.add(this.content(last));
+        return ok;
+      case 'mv':
+        await rename(a.at(-2) ?? '', last);
         return ok;
       case 'e2undo': {
         const sb = w.superblocks.get(last);

@@ -4,6 +4,7 @@ import { growCommand, type GrowFlags } from '../../../src/commands/grow/index.js
 import { EXIT, PreflightError, UsageError } from '../../../src/core/errors.js';
 import { MemoryReporter } from '../../../src/core/reporter.js';
 import type { Config } from '../../../src/lib/config.js';
+import type { UndoLog } from '../../../src/lib/e2undo.js';
 import type { Probes } from '../../../src/lib/probes.js';
 import { FakeMachine } from '../../support/fake-machine.js';
 import { expectGolden } from '../../support/golden.js';
@@ -113,7 +114,13 @@ function counted(): { probes: Probes; calls: () => number } {
 /** The offline resize2fs, keeping what it overwrites in an undo file next to the config. */
 const OFFLINE = (): string => `resize2fs -z ${sb.configDir}/logs/resize2fs-${UUID}.e2undo ${sb.image}`;
 /** …as a dry-run shows it: with the undo file's directory, and its removal once the resize is done. */
-const offlinePlan = (): string[] => [`mkdir -p -m 0700 ${sb.configDir}/logs`, OFFLINE(), `rm ${sb.configDir}/logs/resize2fs-${UUID}.e2undo  (the resize finished: nothing to undo)`];
+const offlinePlan = (): string[] => [
+  `mkdir -p -m 0700 ${sb.configDir}/logs`,
+  expect.stringMatching(new RegExp(`^write ${sb.configDir}/logs/resize2fs-${UUID}\\.e2undo\\.before\\.json \\(the filesystem before the resize\\) \\(mode 0600, \\d+ bytes, atomic\\)$`)) as string,
+  OFFLINE(),
+  `rm ${sb.configDir}/logs/resize2fs-${UUID}.e2undo  (the resize finished: nothing to undo)`,
+  `rm ${sb.configDir}/logs/resize2fs-${UUID}.e2undo.before.json  (and its record)`,
+];
 const truncate = (bytes = 3 * GiB): string => `truncate '--size=>${bytes}' ${sb.image}`;
 /** The offline path after the online resize: unmount, e2fsck -f, resize2fs on the image, mount again (a new loop device) with direct I/O. */
 const offlineAfter = (loop = '/dev/loop1'): string[] => [
@@ -285,20 +292,84 @@ describe('hbs grow: a mounted filesystem', () => {
 });
 
 describe('hbs grow: an unmounted filesystem', () => {
-  it('a resize2fs that was killed halfway (its undo file is there): undone first (e2undo), then checked and grown again', async () => {
-    // The superblock of a half-done resize may already claim the new size: only the undo file tells.
-    await plainStack({ mounted: false, recorded: GiB, fileBytes: 3 * GiB, fsBytes: 3 * GiB });
+  /** An undo file (and hbs's mark of the filesystem before that resize) left by an earlier hbs grow. */
+  async function leftUndo(log: UndoLog | undefined, mark: object | undefined): Promise<string> {
     const undo = `${sb.configDir}/logs/resize2fs-${UUID}.e2undo`;
     await mkdir(`${sb.configDir}/logs`, { recursive: true });
     await writeFile(undo, 'what resize2fs overwrote');
+    if (mark) await writeFile(`${undo}.before.json`, JSON.stringify(mark));
+    if (log) m.world.undoLogs.set(undo, log);
+    return undo;
+  }
+
+  it('a resize2fs that was killed halfway (its undo file is there): undone first (e2undo -f), then checked and grown again', async () => {
+    // The superblock of a half-done resize may already claim the new size: only the undo file tells.
+    await plainStack({ mounted: false, recorded: GiB, fileBytes: 3 * GiB, fsBytes: 3 * GiB });
+    const undo = await leftUndo(undefined, { blockCount: blocks(GiB) });
     m.world.undoBlocks.set(sb.image, blocks(GiB));
     const io = testIo(m);
     await grow({ size: '3G' }, io);
-    expect(m.ran).toEqual([`e2undo ${undo} ${sb.image}`, `e2fsck -f -p -C 1 ${sb.image}`, OFFLINE()]);
-    expect(text(io)).toContain('was interrupted: putting back what it had overwritten');
+    expect(m.ran).toEqual([`e2undo -f ${undo} ${sb.image}`, `e2fsck -f -p -C 1 ${sb.image}`, OFFLINE()]);
+    expect(text(io)).toContain('did not finish: the resize was killed halfway: putting back what it had overwritten');
     expect(fsBlocks()).toBe(blocks(3 * GiB));
     expect(await recordedBytes()).toBe(3 * GiB);
     await expect(readFile(undo)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(readFile(`${undo}.before.json`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('an undo file of a resize killed before it wrote anything (no header): removed, nothing replayed', async () => {
+    await plainStack({ mounted: false, recorded: GiB, fileBytes: 3 * GiB, fsBytes: GiB });
+    const undo = await leftUndo({ state: 'blank' }, { blockCount: blocks(GiB) });
+    await grow({ size: '3G' });
+    expect(m.ran.filter((l) => l.startsWith('e2undo'))).toEqual([]);
+    await expect(readFile(undo)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(fsBlocks()).toBe(blocks(3 * GiB));
+  });
+
+  it('an undo file of a resize that finished (only its removal was killed): removed, the resize is kept', async () => {
+    await plainStack({ mounted: false, recorded: GiB, fileBytes: 3 * GiB, fsBytes: 3 * GiB });
+    const undo = await leftUndo({ state: 'finished', matches: true }, { blockCount: blocks(GiB) });
+    m.world.undoBlocks.set(sb.image, blocks(GiB));
+    await grow({ size: '3G' });
+    expect(m.ran.filter((l) => l.startsWith('e2undo'))).toEqual([]);
+    expect(fsBlocks()).toBe(blocks(3 * GiB));
+    await expect(readFile(undo)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a resize2fs that stopped with an error (finished, same size, the filesystem untouched since): e2undo without -f', async () => {
+    await plainStack({ mounted: false, recorded: GiB, fileBytes: 3 * GiB, fsBytes: GiB });
+    const undo = await leftUndo({ state: 'finished', matches: true }, { blockCount: blocks(GiB) });
+    await grow({ size: '3G' });
+    expect(m.ran.slice(0, 1)).toEqual([`e2undo ${undo} ${sb.image}`]);
+    expect(fsBlocks()).toBe(blocks(3 * GiB));
+  });
+
+  it.each([
+    ['finished, but the filesystem changed since (e2undo -n refuses it)', { state: 'finished', matches: false } as const, { blockCount: 0 }],
+    ['interrupted, and nothing records the filesystem before it', { state: 'interrupted' } as const, undefined],
+    ['interrupted, and mounted since (the mount count moved on)', { state: 'interrupted' } as const, { blockCount: 0, mountCount: 3 }],
+  ])('an undo file that no longer applies (%s): set aside, never replayed', async (_what, log, mark) => {
+    await plainStack({ mounted: false, recorded: GiB, fileBytes: 3 * GiB, fsBytes: GiB });
+    m.ext4(sb.image, UUID, { blockCount: blocks(GiB), history: { mountCount: 4 } });
+    const undo = await leftUndo(log, mark && { ...mark, blockCount: blocks(GiB) });
+    const io = testIo(m);
+    await grow({ size: '3G' }, io);
+    expect(m.ran.filter((l) => l.startsWith('e2undo'))).toEqual([]);
+    expect(m.ran[0]).toMatch(new RegExp(`^mv --no-clobber -- ${undo} ${undo}\\.stale-`));
+    expect(text(io)).toContain('is kept aside, not replayed');
+    expect(fsBlocks()).toBe(blocks(3 * GiB));
+  });
+
+  it('records the filesystem before the offline resize (what only a mount or e2fsck changes), and removes it after', async () => {
+    await plainStack({ mounted: false });
+    m.ext4(sb.image, UUID, { blockCount: blocks(GiB), history: { mountCount: 2, lastMount: 'Wed Dec  2 09:00:00 2026', lastChecked: 'Wed Dec  2 09:01:00 2026' } });
+    let seen: string | undefined;
+    m.onRun = async (line) => {
+      if (line.startsWith('resize2fs -z')) seen = await readFile(`${sb.configDir}/logs/resize2fs-${UUID}.e2undo.before.json`, 'utf8');
+    };
+    await grow({ size: '3G' });
+    expect(JSON.parse(seen!)).toEqual({ blockCount: blocks(GiB), mountCount: 2, lastMount: 'Wed Dec  2 09:00:00 2026', lastChecked: 'Wed Dec  2 09:01:00 2026' });
+    await expect(readFile(`${sb.configDir}/logs/resize2fs-${UUID}.e2undo.before.json`)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('extends the file, checks and grows ext4 offline, and mounts nothing', async () => {
@@ -484,7 +555,7 @@ describe('hbs grow --dry-run', () => {
     await plainStack({ mounted: false });
     const io = testIo(m);
     await grow({ size: '3G', dryRun: true }, io);
-    expect(bangs(io).slice(0, 5)).toEqual([truncate(), `e2fsck -f -p -C 1 ${sb.image}`, ...offlinePlan()]);
+    expect(bangs(io).slice(0, 7)).toEqual([truncate(), `e2fsck -f -p -C 1 ${sb.image}`, ...offlinePlan()]);
     expect(m.ran).toEqual([]);
   });
 });

@@ -122,8 +122,9 @@ describe('hbs mount, plain image', () => {
     await mkdir(join(sb.configDir, 'logs'), { recursive: true });
     await writeFile(undo, 'what resize2fs overwrote');
     m.ext4(sb.image, UUID, { state: 'not clean' });
+    await writeFile(`${undo}.before.json`, JSON.stringify({ blockCount: 262144 }));
     await mount();
-    const undone = m.ran.indexOf(`e2undo ${undo} ${sb.image}`);
+    const undone = m.ran.indexOf(`e2undo -f ${undo} ${sb.image}`);
     expect(undone).toBeGreaterThan(0);
     expect(m.ran.indexOf(`e2fsck -p ${sb.image}`)).toBeGreaterThan(undone);
     expect(m.ran.findIndex((l) => l.startsWith('mount '))).toBeGreaterThan(undone);
