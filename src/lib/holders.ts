@@ -40,6 +40,31 @@ export async function holdersOf(mount: string, self = process.pid): Promise<Hold
   return found;
 }
 
+/**
+ * What keeps a block device (a loop device) in use after it was unmounted here: processes with it
+ * open, and mount namespaces (a service's private /tmp, a container) where it is still mounted —
+ * the umount in ours leaves those.
+ */
+export async function deviceUsers(device: string, self = process.pid): Promise<Holder[]> {
+  const found = await holdersOf(device, self);
+  const ours = await readlink('/proc/self/ns/mnt').catch(() => '');
+  const seen = new Set([ours]);
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const ns = await readlink(`/proc/${entry}/ns/mnt`).catch(() => '');
+    if (!ns || seen.has(ns)) continue;
+    seen.add(ns);
+    const lines = (await readFile(`/proc/${entry}/mountinfo`, 'utf8').catch(() => '')).split('\n');
+    // mountinfo: ID PARENT MAJ:MIN ROOT TARGET OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+    const at = lines.map((l) => l.split(' - ')).filter(([, tail]) => tail?.split(' ')[1] === device).map(([head]) => head!.split(' ')[4]);
+    if (at.length) {
+      const cmd = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean).join(' ');
+      found.push({ pid: Number(entry), command: cmd || '?', via: `mounted at ${at.join(', ')} in its own mount namespace` });
+    }
+  }
+  return found;
+}
+
 /** PIDs of sshfs processes serving the mount at `target`. */
 export async function sshfsPidsFor(target: string): Promise<number[]> {
   const pids: number[] = [];

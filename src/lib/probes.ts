@@ -4,7 +4,7 @@ import { readOnly, type Runner } from '../core/runner.js';
 import { canResizeOnline } from './capability.js';
 import { parseUndoHeader, type UndoLog } from './e2undo.js';
 import { parseDumpe2fs, type Superblock } from './ext4.js';
-import { holdersOf, sshfsPidsFor, type Holder } from './holders.js';
+import { deviceUsers, holdersOf, sshfsPidsFor, type Holder } from './holders.js';
 import { parseKeyscan, type HostKey } from './host-keys.js';
 import { luksTestKeyCmd, parseLuksJson, parseStatus, type ActiveMapping, type LuksInfo, type LuksKey } from './luks.js';
 import { parseSftpDf, type BoxSpace } from './remote-df.js';
@@ -59,6 +59,8 @@ export interface Probes {
   publicKeyOf(privateKey: string): Promise<string>;
   /** Processes that keep a mount busy (like `fuser -vm`). */
   holders(mount: string): Promise<Holder[]>;
+  /** What keeps a block device in use: processes with it open, other mount namespaces that mount it. */
+  deviceUsers(device: string): Promise<Holder[]>;
   /** PIDs of sshfs processes serving the mount at `target`. */
   sshfsPids(target: string): Promise<number[]>;
   /** Whether programs started here can hold CAP_SYS_RESOURCE (online resize); undefined: cannot tell. */
@@ -262,6 +264,7 @@ export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Pro
       return r.stdout.endsWith('\n') ? r.stdout : r.stdout + '\n';
     },
     holders: (mount) => holdersOf(mount),
+    deviceUsers: (device) => deviceUsers(device),
     sshfsPids: (target) => sshfsPidsFor(target),
     canResizeOnline,
     systemdRunning: () => stat('/run/systemd/system').then((s) => s.isDirectory(), () => false),

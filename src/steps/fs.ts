@@ -142,7 +142,9 @@ export const loopDetachStep: Step<StepCtx> = {
       if ((await leftoverLoops(ctx)).length === 0) return;
       await ctx.deps.sleep(100);
     }
-    throw new HbsError(`${ctx.stack.image.path} is still attached as ${(await leftoverLoops(ctx)).join(', ')}`, EXIT.failed, 'find what holds it with `losetup -j IMAGE` and `findmnt`');
+    const left = await leftoverLoops(ctx);
+    const users = (await Promise.all(left.map((d) => ctx.probe.deviceUsers(d)))).flat();
+    throw new HbsError(`${ctx.stack.image.path} is still attached as ${left.join(', ')}`, EXIT.failed, 'stop what holds it (below), then re-run', `what holds it:\n${listHolders(users)}`);
   },
 };
 

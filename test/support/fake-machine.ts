@@ -318,6 +318,7 @@ export class FakeMachine implements Runner {
     },
     publicKeyOf: () => Promise.resolve(this.world.publicKey),
     holders: (mount) => Promise.resolve(this.world.holders.get(mount) ?? []),
+    deviceUsers: (device) => Promise.resolve(this.world.holders.get(device) ?? []),
     sshfsPids: (target) => Promise.resolve(this.world.sshfsPids.get(target) ?? []),
     canResizeOnline: () => Promise.resolve(this.world.canResizeOnline),
     systemdRunning: () => Promise.resolve(this.world.systemd),

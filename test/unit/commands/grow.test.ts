@@ -289,6 +289,17 @@ describe('hbs grow: a mounted filesystem', () => {
     expect(m.ran.slice(3, 7)).toEqual([`sync --file-system ${sb.mountPoint}`, `umount ${sb.mountPoint}`, 'losetup --detach /dev/loop0', `e2fsck -f -p -C 1 ${sb.image}`]);
     expect(m.world.loops.map((l) => l.name)).toEqual(['/dev/loop1']);
   });
+
+  it('a loop device nothing can detach: stops before e2fsck, naming what holds it', async () => {
+    await plainStack({ autoclear: false });
+    m.world.canResizeOnline = false;
+    m.doNothingNext(['losetup', '--detach']);
+    m.world.holders.set('/dev/loop0', [{ pid: 4242, command: 'sleep infinity', via: 'mounted at /srv/x in its own mount namespace' }]);
+    const err = await rejection(grow({ size: '3G', offline: true }));
+    expect(err.message).toBe(`${sb.image} is still attached as /dev/loop0`);
+    expect(err.details).toContain('pid 4242 (mounted at /srv/x in its own mount namespace): sleep infinity');
+    expect(m.ran.some((l) => l.startsWith('e2fsck') || l.startsWith('resize2fs -z')), m.ran.join('\n')).toBe(false);
+  });
 });
 
 describe('hbs grow: an unmounted filesystem', () => {
