@@ -14,10 +14,11 @@ export type Action =
   | { kind: 'mkdir'; path: string; mode: number }
   /**
    * A file. `how`: `atomic` (temp file + rename, local files), `create` (must not exist yet:
-   * O_EXCL, e.g. a lock or a new image), `replace` (beside + rename, for files on the box).
+   * O_EXCL, e.g. a lock or a new image), `replace` (beside + rename, for files on the box),
+   * `in-place` (an existing file written as it is, never created: a kernel setting in /sys).
    * `show`: the content as lines in a dry-run (never for secrets), else only its size.
    */
-  | { kind: 'write'; path: string; content: string | Uint8Array; mode: number; how: 'atomic' | 'create' | 'replace'; backup?: boolean; show?: boolean; what?: string }
+  | { kind: 'write'; path: string; content: string | Uint8Array; mode: number; how: 'atomic' | 'create' | 'replace' | 'in-place'; backup?: boolean; show?: boolean; what?: string }
   /**
    * The hbs block (between BEGIN/END markers naming `id`) in a system file: `lines` replace it, or
    * null removes it. A backup of the file is made first; the file keeps its mode (`mode` is for a
@@ -51,7 +52,7 @@ export function describeAction(a: Action): string[] {
       return [`mkdir -p -m ${octal(a.mode)} ${a.path}`];
     case 'write': {
       const bytes = typeof a.content === 'string' ? Buffer.byteLength(a.content) : a.content.length;
-      const how = { atomic: 'atomic', create: 'only if it does not exist', replace: 'replacing it' }[a.how];
+      const how = { atomic: 'atomic', create: 'only if it does not exist', replace: 'replacing it', 'in-place': 'in place' }[a.how];
       const head = `write ${a.path}${a.what ? ` (${a.what})` : ''} (mode ${octal(a.mode)}, ${bytes} bytes, ${how})`;
       const body = a.show && typeof a.content === 'string' ? a.content.replace(/\n$/, '').split('\n').map((l) => `  | ${l}`) : [];
       return [...(a.backup ? [`back up ${a.path} (if it exists)`] : []), head, ...body];

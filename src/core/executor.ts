@@ -1,4 +1,4 @@
-import { lstat, rm, rmdir, symlink } from 'node:fs/promises';
+import { lstat, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { describeAction, type Action } from './action.js';
 import { mergeBlock, removeBlock } from './block.js';
@@ -98,6 +98,7 @@ export class Executor {
         if (a.backup) await this.backup(a.path);
         if (a.how === 'create') await writeFileExclusive(a.path, a.content, a.mode);
         else if (a.how === 'replace') await replaceFile(a.path, a.content, a.mode);
+        else if (a.how === 'in-place') await writeFile(a.path, a.content, { flag: 'r+' });
         else await writeFileAtomic(a.path, a.content, a.mode);
         return;
       case 'block': {

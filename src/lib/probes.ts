@@ -59,6 +59,8 @@ export interface Probes {
   publicKeyOf(privateKey: string): Promise<string>;
   /** Processes that keep a mount busy (like `fuser -vm`). */
   holders(mount: string): Promise<Holder[]>;
+  /** The readahead of a mount's backing device (its bdi in sysfs, by MAJ:MIN); undefined when the kernel has none. */
+  readAhead(devno: string): Promise<{ path: string; kb: number } | undefined>;
   /** What keeps a block device in use: processes with it open, other mount namespaces that mount it. */
   deviceUsers(device: string): Promise<Holder[]>;
   /** PIDs of sshfs processes serving the mount at `target`. */
@@ -81,6 +83,8 @@ export interface MountInfo {
   source: string;
   fstype: string;
   options: string;
+  /** The device number (MAJ:MIN; a FUSE mount's is 0:N), where findmnt gave it. */
+  devno?: string;
 }
 
 export interface LoopDevice {
@@ -126,13 +130,13 @@ export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Pro
 
   return {
     async mountAt(path) {
-      const r = await run(['findmnt', '--json', '--mountpoint', path, '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS']);
+      const r = await run(['findmnt', '--json', '--mountpoint', path, '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN']);
       if (r.exitCode !== 0 || !r.stdout.trim()) return undefined;
-      const parsed = JSON.parse(r.stdout) as { filesystems?: Partial<MountInfo>[] };
+      const parsed = JSON.parse(r.stdout) as { filesystems?: (Partial<MountInfo> & { 'maj:min'?: string })[] };
       // With stacked mounts findmnt lists each; the last one is on top and the one that counts.
       const fs = parsed.filesystems?.at(-1);
       if (!fs) return undefined;
-      return { target: fs.target ?? path, source: fs.source ?? '', fstype: fs.fstype ?? '', options: fs.options ?? '' };
+      return { target: fs.target ?? path, source: fs.source ?? '', fstype: fs.fstype ?? '', options: fs.options ?? '', ...(fs['maj:min'] ? { devno: fs['maj:min'] } : {}) };
     },
     async loops() {
       const r = await run(['losetup', '--list', '--json', '--output', 'NAME,BACK-FILE,DIO']);
@@ -265,6 +269,12 @@ export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Pro
     },
     holders: (mount) => holdersOf(mount),
     deviceUsers: (device) => deviceUsers(device),
+    async readAhead(devno) {
+      const path = `/sys/class/bdi/${devno}/read_ahead_kb`;
+      const r = await run(['cat', path]);
+      const kb = Number(r.stdout.trim());
+      return r.exitCode === 0 && Number.isSafeInteger(kb) ? { path, kb } : undefined;
+    },
     sshfsPids: (target) => sshfsPidsFor(target),
     canResizeOnline,
     systemdRunning: () => stat('/run/systemd/system').then((s) => s.isDirectory(), () => false),

@@ -78,3 +78,6 @@ export function mountArgv(device: string, mountPoint: string, mountOptions: read
   const viaLoop = !device.startsWith('/dev/mapper/');
   return ['mount', '-t', 'ext4', '-o', [...(viaLoop ? ['loop'] : []), ...mountOptions].join(','), device, mountPoint];
 }
+
+/** The readahead (KiB) hbs gives the box mount: 2–4 MiB measured best for restores, 8+ no better (bench/restore-results.md). */
+export const BOX_READAHEAD_KB = 4096;

@@ -2,7 +2,18 @@
 export interface StatusReport {
   config: string;
   healthy: boolean;
-  box: { state: string; detail: string; reachable: boolean; mountPoint: string; source: string; totalBytes: number | null; usedBytes: number | null; freeBytes: number | null };
+  box: {
+    state: string;
+    detail: string;
+    reachable: boolean;
+    mountPoint: string;
+    source: string;
+    totalBytes: number | null;
+    usedBytes: number | null;
+    freeBytes: number | null;
+    /** The readahead (KiB) of the box mount's device, what reads through the stack ask the box for at once; null when not mounted or unknown. */
+    readAheadKb: number | null;
+  };
   image: { path: string; exists: boolean; sizeBytes: number | null; allocatedBytes: number | null; loopDevices: string[] };
   filesystem: {
     state: string;
@@ -13,7 +24,7 @@ export interface StatusReport {
     sizeBytes: number | null;
     usedBytes: number | null;
     freeBytes: number | null;
-    /** The loop device under it does direct I/O; null when not mounted or unknown. */
+    /** The loop device under it does direct I/O (slow reads: hbs keeps it buffered); null when not mounted or unknown. */
     loopDirectIo: boolean | null;
     /** Mounted read-only (ext4 remounts itself so after write errors). */
     readOnly: boolean | null;

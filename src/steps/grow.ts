@@ -10,7 +10,7 @@ import type { StepCtx } from './context.js';
 import { undoFile, undoInterruptedResizeStep, undoMarkFile } from './undo.js';
 import { undoMarkOf } from '../lib/e2undo.js';
 import { cryptCloseStep, cryptOpenStep, keyFor } from './crypt.js';
-import { directIoStep, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
+import { loopBufferedStep, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
 
 /**
  * The layers of the stack, bottom to top: image file → loop device → (LUKS2 mapping) → ext4.
@@ -271,7 +271,7 @@ export const growConfigStep: Step<GrowCtx> = {
   },
 };
 
-const remount: readonly Step<GrowCtx>[] = [fsMountStep, directIoStep];
+const remount: readonly Step<GrowCtx>[] = [fsMountStep, loopBufferedStep];
 
 /**
  * The filesystem steps of a path. Unmounted, the offline path needs nobody's consent: nothing is

@@ -1,10 +1,10 @@
 import type { Step } from '../core/step.js';
 import type { StackLayers } from '../lib/inspect.js';
 import type { Stack } from '../lib/stack.js';
-import { boxMountStep, boxUnmountStep } from './box.js';
+import { boxMountStep, boxReadaheadStep, boxUnmountStep } from './box.js';
 import type { StepCtx } from './context.js';
 import { cryptCloseStep, cryptOpenStep, keyStep, keyToOpen } from './crypt.js';
-import { directIoStep, fsckNeeded, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
+import { loopBufferedStep, fsckNeeded, fsckStep, fsMountStep, fsUnmountStep, loopDetachStep } from './fs.js';
 import { imageVerifyStep } from './image.js';
 import { lockCheckStep, lockReleaseStep, lockTakeStep } from './lock.js';
 import { undoInterruptedResizeStep } from './undo.js';
@@ -29,10 +29,11 @@ export const fsckIfNeededStep: Step<StepCtx> = {
 /** After a broken stack was taken down: always checked. */
 const repairFsck = fsckStep(fsckOptions);
 
-/** Box → (check image, lock, key) → lock → (open) → e2fsck when needed → mount → direct I/O. */
+/** Box → its readahead → (check image, lock, key) → lock → (open) → e2fsck when needed → mount → buffered loop. */
 export function upSteps(stack: Stack, o: { fsck?: boolean } = {}): Step<StepCtx>[] {
   return [
     boxMountStep,
+    boxReadaheadStep,
     imageVerifyStep,
     lockCheckStep,
     ...(stack.crypt ? [keyStep(keyToOpen)] : []),
@@ -41,7 +42,7 @@ export function upSteps(stack: Stack, o: { fsck?: boolean } = {}): Step<StepCtx>
     undoInterruptedResizeStep,
     o.fsck ? repairFsck : fsckIfNeededStep,
     fsMountStep,
-    directIoStep,
+    loopBufferedStep,
   ];
 }
 

@@ -18,6 +18,11 @@ export interface StatusCtx extends StepCtx {
   report: Partial<StatusReport>;
 }
 
+async function boxReadAhead(ctx: StatusCtx): Promise<number | null> {
+  const devno = (await ctx.probe.mountAt(ctx.stack.boxMount))?.devno;
+  return devno ? ((await ctx.probe.readAhead(devno))?.kb ?? null) : null;
+}
+
 const layersStep = probeStep<StatusCtx>('layers', 'Box, image and filesystem', async (ctx) => {
   const s = ctx.stack;
   const layers = await inspectStack(ctx.probe, s);
@@ -35,6 +40,7 @@ const layersStep = probeStep<StatusCtx>('layers', 'Box, image and filesystem', a
     totalBytes: total,
     usedBytes: total !== null && free !== null ? total - free : null,
     freeBytes: free,
+    readAheadKb: await boxReadAhead(ctx),
   };
   const file = up ? await ctx.probe.file(s.image.path) : undefined;
   const allocated = file ? await ctx.probe.remoteAllocated(s.conn, s.image.name) : undefined;

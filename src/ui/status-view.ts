@@ -1,6 +1,7 @@
 import { Chalk } from 'chalk';
 import type { StatusReport } from '../lib/status-report.js';
 import { formatSize } from '../lib/size.js';
+import { BOX_READAHEAD_KB } from '../lib/stack.js';
 
 const size = (n: number | null): string => (n === null ? '?' : formatSize(n));
 
@@ -11,7 +12,10 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
   const lines = [
     `${'box'.padEnd(11)} ${mark(r.box.state === 'up', r.box.state)} ${r.box.detail}` +
       (r.box.totalBytes !== null ? ` — ${size(r.box.freeBytes)} free of ${size(r.box.totalBytes)} (${size(r.box.usedBytes)} used)` : '') +
-      (r.box.state !== 'up' ? `; box ${r.box.reachable ? 'reachable' : 'NOT reachable'} over SFTP` : ''),
+      (r.box.state !== 'up' ? `; box ${r.box.reachable ? 'reachable' : 'NOT reachable'} over SFTP` : '') +
+      (r.box.readAheadKb !== null && r.box.readAheadKb < BOX_READAHEAD_KB
+        ? c.yellow(`; readahead ${r.box.readAheadKb} KiB (slow restores; \`hbs umount\` and \`hbs mount\` raise it to ${BOX_READAHEAD_KB} KiB)`)
+        : ''),
     `${'image'.padEnd(11)} ${mark(r.image.exists, r.image.exists ? 'ok' : r.box.state === 'up' ? 'missing' : 'unknown')} ${r.image.path}` +
       (r.image.exists
         ? ` — ${size(r.image.sizeBytes)} apparent, ` +
@@ -20,7 +24,7 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
       (r.image.loopDevices.length ? `; attached as ${r.image.loopDevices.join(', ')}` : ''),
     `${'filesystem'.padEnd(11)} ${mark(r.filesystem.state === 'up', r.filesystem.state)} ${r.filesystem.detail}` +
       (r.filesystem.sizeBytes !== null ? ` — ${size(r.filesystem.sizeBytes)}, ${size(r.filesystem.usedBytes)} used, ${size(r.filesystem.freeBytes)} free` : '') +
-      (r.filesystem.loopDirectIo === false ? c.yellow('; loop device without direct I/O (slower writes; `hbs mount` switches it on)') : ''),
+      (r.filesystem.loopDirectIo === true ? c.yellow('; loop device on direct I/O (every read is a round trip to the box: slow restores; `hbs mount` switches it off)') : ''),
     ...(r.filesystem.errors && (r.filesystem.errors.count > 0 || r.filesystem.errors.kernel.lines > 0 || r.filesystem.readOnly)
       ? [`${'errors'.padEnd(11)} ${mark(false, 'FAILED')} ${writeErrors(r)}`]
       : []),

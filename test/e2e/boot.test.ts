@@ -2,7 +2,7 @@
  * End to end: the boot unit. `hbs init` writes and enables hbs-mount@<config>.service (here into a
  * directory of the test's, as --systemd-dir allows); the unit passes `systemd-analyze verify`; the
  * fstab lines become `noauto`; and the unit's ExecStart, run exactly as systemd runs it (its own
- * command line, `%f` expanded), brings a stack that is down up with the lock and direct I/O — and
+ * command line, `%f` expanded), brings a stack that is down up with the lock (loop buffered, box readahead raised) — and
  * refuses the image another server holds, which fstab at boot never did. This machine does not
  * run systemd as PID 1; the VM suite boots one that does (test/vm/boot.vmtest.ts).
  */
@@ -94,7 +94,7 @@ describe.skipIf(skip !== undefined)('the boot unit (systemd)', () => {
     await execa('ln', ['-s', target, link]);
   });
 
-  it('ExecStart, run as systemd runs it, brings the stack up with the lock and direct I/O; ExecStop takes it down', async () => {
+  it('ExecStart, run as systemd runs it, brings the stack up with the lock, buffered; ExecStop takes it down', async () => {
     const unit = await readFile(join(p.systemd, 'hbs-mount@.service'), 'utf8');
     expect((await hbs(['umount', '--config', p.config])).exitCode).toBe(0);
     const [file, ...args] = execLine(unit, 'ExecStart', p.config);
@@ -104,7 +104,7 @@ describe.skipIf(skip !== undefined)('the boot unit (systemd)', () => {
     const status = JSON.parse((await hbs(['status', '--json', '--config', p.config])).stdout) as StatusReport;
     expect(status.healthy).toBe(true);
     expect(status.lock.state).toBe('ours');
-    expect(await loopDioAt(p.mountPoint)).toBe('1');
+    expect(await loopDioAt(p.mountPoint)).toBe('0');
     const [stopFile, ...stopArgs] = execLine(unit, 'ExecStop', p.config);
     expect((await execa(stopFile!, stopArgs, { reject: false })).exitCode).toBe(0);
     expect((await execa('findmnt', ['--mountpoint', p.mountPoint], { reject: false })).exitCode).toBe(1);

@@ -47,6 +47,12 @@ export async function watchArgv<T>(needle: string, work: () => Promise<T>): Prom
   }
 }
 
+/** The readahead (KiB, as text) of the device of the mount at `mountPoint` (the box mount's bdi). */
+export async function readAheadAt(mountPoint: string): Promise<string> {
+  const devno = (await execa('findmnt', ['-n', '-o', 'MAJ:MIN', '--mountpoint', mountPoint])).stdout.trim();
+  return (await readFile(`/sys/class/bdi/${devno}/read_ahead_kb`, 'utf8')).trim();
+}
+
 /** The direct-I/O flag ('0' or '1') of the loop device mounted at a mount point. */
 export async function loopDioAt(mountPoint: string): Promise<string> {
   const source = (await execa('findmnt', ['-n', '-o', 'SOURCE', '--mountpoint', mountPoint])).stdout.trim();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
-import { hbs, loopDioAt, teardown, watchArgv } from './helpers.js';
+import { hbs, loopDioAt, readAheadAt, teardown, watchArgv } from './helpers.js';
 
 const skip = await e2eUnavailable();
 if (skip) console.warn(`skipping end-to-end init tests: ${skip}`);
@@ -100,8 +100,9 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
     expect((await stat(p.config)).mode & 0o777).toBe(0o600);
     const m = await execa('findmnt', ['--json', '--mountpoint', p.mountPoint, '--output', 'SOURCE,FSTYPE']);
     expect(m.stdout).toContain('"fstype": "ext4"');
-    // Loop direct I/O on (faster writes through sshfs; see src/lib/loop.ts).
-    expect(await loopDioAt(p.mountPoint)).toBe('1');
+    // The loop device buffered, the box mount reading ahead 4 MiB (restores at link speed; steps/box.ts, steps/fs.ts).
+    expect(await loopDioAt(p.mountPoint)).toBe('0');
+    expect(await readAheadAt(p.boxMount)).toBe('4096');
     const box_ = await execa('findmnt', ['--json', '--mountpoint', p.boxMount, '--output', 'SOURCE,FSTYPE']);
     expect(box_.stdout).toContain('"fstype": "fuse.sshfs"');
   });
@@ -143,11 +144,14 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
       expect(lines, mp).toHaveLength(1);
     }
     expect((await execa('losetup', ['--associated', join(p.boxMount, 'filesystem.img')])).stdout.trim().split('\n')).toHaveLength(1);
-    // fstab cannot ask for loop direct I/O; `hbs mount` on the stack boot brought up switches it on.
-    expect(await loopDioAt(p.mountPoint)).toBe('0');
+    // fstab cannot set the box mount's readahead; `hbs mount` on the stack boot brought up raises it (and status says so before).
+    const before = JSON.parse((await hbs(['status', '--json', '--config', p.config])).stdout) as { box: { readAheadKb: number } };
+    expect(before.box.readAheadKb).toBe(Number(await readAheadAt(p.boxMount)));
+    expect(before.box.readAheadKb).toBeLessThan(4096);
     const m = await hbs(['mount', '--config', p.config]);
     expect(m.exitCode, m.stderr).toBe(0);
-    expect(await loopDioAt(p.mountPoint)).toBe('1');
+    expect(await readAheadAt(p.boxMount)).toBe('4096');
+    expect(await loopDioAt(p.mountPoint)).toBe('0');
   });
 
   it('changes nothing when run again with the same answers', async () => {

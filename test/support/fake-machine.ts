@@ -56,6 +56,8 @@ export interface World {
   kernelErrors: Map<string, string[]>;
   /** What e2undo puts back: the block count a device's ext4 had before the interrupted resize. */
   undoBlocks: Map<string, number>;
+  /** The sysfs read_ahead_kb file of each box mount's device (by MAJ:MIN), as a real file. */
+  bdi: Map<string, string>;
   /** What `e2undo -h` / `-n` say of an undo file (default: interrupted). */
   undoLogs: Map<string, UndoLog>;
   /** Lines `findmnt --verify` counts as an error each, wherever they are (a target that is not a directory…). */
@@ -93,6 +95,7 @@ export function emptyWorld(): World {
     kernelErrors: new Map(),
     undoBlocks: new Map(),
     undoLogs: new Map(),
+    bdi: new Map(),
   };
 }
 
@@ -186,7 +189,14 @@ export class FakeMachine implements Runner {
       await mkdir(home, { recursive: true });
       await rename(home, target);
     }
-    this.world.mounts.set(target, { target, source, fstype: 'fuse.sshfs', options: 'rw,nosuid,nodev,relatime,user_id=0,group_id=0' });
+    // Its readahead setting as the kernel shows it (sysfs), in a file next to the box's home.
+    const devno = `0:${60 + this.world.bdi.size}`;
+    if (home) {
+      const path = `${home}.bdi-read_ahead_kb`;
+      await writeFile(path, '128\n');
+      this.world.bdi.set(devno, path);
+    }
+    this.world.mounts.set(target, { target, source, fstype: 'fuse.sshfs', options: 'rw,nosuid,nodev,relatime,user_id=0,group_id=0', devno });
     this.world.space.set(target, BOX_SPACE);
     return this;
   }
@@ -318,6 +328,10 @@ export class FakeMachine implements Runner {
     },
     publicKeyOf: () => Promise.resolve(this.world.publicKey),
     holders: (mount) => Promise.resolve(this.world.holders.get(mount) ?? []),
+    readAhead: async (devno) => {
+      const path = this.world.bdi.get(devno);
+      return path ? { path, kb: Number((await readFile(path, 'utf8')).trim()) } : undefined;
+    },
     deviceUsers: (device) => Promise.resolve(this.world.holders.get(device) ?? []),
     sshfsPids: (target) => Promise.resolve(this.world.sshfsPids.get(target) ?? []),
     canResizeOnline: () => Promise.resolve(this.world.canResizeOnline),
@@ -408,10 +422,10 @@ export class FakeMachine implements Runner {
           if (!l) return { exitCode: 1, stdout: '', stderr: `losetup: ${last}: set capacity failed: No such device or address` };
           if (size !== undefined) w.deviceBytes.set(last, size);
         }
-        if (a[1] === '--direct-io=on') {
+        if (a[1] === '--direct-io=on' || a[1] === '--direct-io=off') {
           const l = w.loops.find((x) => x.name === last);
           if (!l) return { exitCode: 1, stdout: '', stderr: `losetup: ${last}: failed to set direct io: No such device` };
-          l.directIo = w.kernelDirectIo;
+          l.directIo = a[1] === '--direct-io=on' && w.kernelDirectIo;
         }
         return ok;
       case 'cryptsetup':

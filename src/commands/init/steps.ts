@@ -1,6 +1,6 @@
 import type { Step } from '../../core/step.js';
-import { boxMountStep } from '../../steps/box.js';
-import { directIoStep, fsMountStep } from '../../steps/fs.js';
+import { boxMountStep, boxReadaheadStep } from '../../steps/box.js';
+import { loopBufferedStep, fsMountStep } from '../../steps/fs.js';
 import { fsckIfNeededStep } from '../../steps/stack.js';
 import { boxSpaceStep } from '../../steps/init/box-space.js';
 import { configStep, intentDoneStep } from '../../steps/init/config.js';
@@ -33,6 +33,7 @@ export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null }
     sshKeyStep,
     keyUploadStep,
     boxMountStep,
+    boxReadaheadStep,
     lockCheckStep,
     boxSpaceStep,
     imageStep,
@@ -43,7 +44,7 @@ export function initStepsFor(o: { encrypt?: { unattendedKeyFile: string | null }
     lockTakeStep,
     fsckIfNeededStep,
     fsMountStep,
-    directIoStep,
+    loopBufferedStep,
     ...(o.encrypt?.unattendedKeyFile ? [crypttabStep] : []),
     fstabStep,
     bootUnitStep,

@@ -54,18 +54,19 @@ describe('hbs mount, plain image', () => {
     await plainBox();
     await mount();
     expect(m.ran[0]).toMatch(/^sshfs -o 'reconnect,port=23,.*fsname=sshfs#u123456@u123456.your-storagebox.de:backup' u123456@u123456.your-storagebox.de:backup /);
-    expect(m.ran.slice(1)).toEqual([`mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`, 'losetup --direct-io=on /dev/loop0']);
+    expect(m.ran.slice(1)).toEqual([`mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`]);
     expect(await readLockFile(sb)).toMatchObject({ hostname: 'testhost', pid: PID, config: sb.config });
-    expect(m.loopOf(sb.image)?.directIo).toBe(true);
+    expect(m.loopOf(sb.image)?.directIo).toBe(false);
   });
 
-  it('a stack fstab brought up at boot: takes the lock and switches direct I/O on, mounts nothing', async () => {
+  it('a stack fstab brought up at boot: takes the lock and raises the box readahead, mounts nothing', async () => {
     await plainBox();
     await m.mountBox(sb.boxMount, BOX_SOURCE);
     m.mountFs(sb.mountPoint, m.attach(sb.image));
     const io = testIo(m);
     await mount({}, io);
-    expect(m.ran).toEqual(['losetup --direct-io=on /dev/loop0']);
+    expect(m.ran).toEqual([]);
+    expect(await readFile(`${sb.boxHome}.bdi-read_ahead_kb`, 'utf8')).toBe('4096\n');
     expect(await readLockFile(sb)).toMatchObject({ pid: PID });
     expect(io.reporter.lines.join('\n')).toMatch(/already mounted/);
   });
@@ -95,7 +96,6 @@ describe('hbs mount, plain image', () => {
       'sshfs -o ' + m.ran[4]!.split(' ')[2],
       `e2fsck -p ${sb.image}`,
       'mount -t ext4',
-      'losetup --direct-io=on /dev/loop1',
     ]);
     const out = io.reporter.lines.join('\n');
     expect(out).toContain('the stack is broken');
@@ -278,7 +278,7 @@ describe('hbs mount, plain image', () => {
     await mount({ dryRun: true }, io);
     expect(m.ran).toEqual([]);
     const out = io.reporter.lines.join('\n');
-    for (const line of [`! umount ${sb.mountPoint}`, `! fusermount3 -u ${sb.boxMount}`, '! sshfs -o', `! e2fsck -p ${sb.image}`, `! mount -t ext4 -o loop,noatime,noinit_itable ${sb.image}`, '! losetup --direct-io=on']) {
+    for (const line of [`! umount ${sb.mountPoint}`, `! fusermount3 -u ${sb.boxMount}`, '! sshfs -o', `! e2fsck -p ${sb.image}`, `! mount -t ext4 -o loop,noatime,noinit_itable ${sb.image}`, '/read_ahead_kb (a kernel setting)']) {
       expect(out).toContain(line);
     }
   });
@@ -298,7 +298,6 @@ describe('hbs mount, encrypted image', () => {
     expect(m.ran.slice(1)).toEqual([
       `cryptsetup open --type luks2 --key-file - ${sb.image} hbs-filesystem <<(stdin)`,
       `mount -t ext4 -o noatime,noinit_itable /dev/mapper/hbs-filesystem ${sb.mountPoint}`,
-      'losetup --direct-io=on /dev/loop0',
     ]);
     expect(m.world.mappings.get('hbs-filesystem')?.backing).toBe(sb.image);
   });
@@ -378,7 +377,7 @@ describe('hbs mount: bringing the stack up (carried over from the old lifecycle 
     await m.mountBox(sb.boxMount, BOX_SOURCE);
     const io = testIo(m);
     await mount({}, io);
-    expect(m.ran).toEqual([`mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`, 'losetup --direct-io=on /dev/loop0']);
+    expect(m.ran).toEqual([`mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`]);
     expect(io.reporter.lines).toContain(`• Mount the box with sshfs — already mounted: ${SOURCE} at ${sb.boxMount}`);
   });
 
@@ -386,31 +385,43 @@ describe('hbs mount: bringing the stack up (carried over from the old lifecycle 
     await plainBox();
     await m.mountBox(sb.boxMount, BOX_SOURCE);
     await writeLock(sb, ourLock(sb));
-    m.mountFs(sb.mountPoint, m.attach(sb.image, { directIo: true }));
+    m.mountFs(sb.mountPoint, m.attach(sb.image));
     await mount();
     expect(m.ran).toEqual([]);
     expect(await readLockFile(sb)).toEqual(ourLock(sb));
     expect((await readdir(sb.boxMount)).sort()).toEqual(['filesystem.img', 'filesystem.img.hbs-lock']);
   });
 
-  it('a kernel that refuses direct I/O, loudly or silently: a warning, and the filesystem is mounted all the same', async () => {
+  it('a loop device on direct I/O (as an older hbs left it): switched to buffered, the filesystem stays mounted', async () => {
     await plainBox();
-    m.failNext(['losetup', '--direct-io=on'], { exitCode: 1, stderr: 'losetup: /dev/loop0: set direct io failed: Invalid argument\n' });
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    await writeLock(sb, ourLock(sb));
+    m.mountFs(sb.mountPoint, m.attach(sb.image, { directIo: true }));
     const io = testIo(m);
     await mount({}, io);
-    expect(io.reporter.lines).toContain(
-      '! loop direct I/O could not be switched on (/dev/loop0: losetup: /dev/loop0: set direct io failed: Invalid argument); the filesystem works, writes go through the page cache',
-    );
-    expect(m.world.mounts.get(sb.mountPoint)?.source).toBe('/dev/loop0');
+    expect(m.ran).toEqual(['losetup --direct-io=off /dev/loop0']);
+    expect(m.loopOf(sb.image)?.directIo).toBe(false);
+    expect(io.reporter.lines).toContain('✔ Loop device buffered — direct I/O switched off (/dev/loop0)');
+  });
 
-    // Down again (as after `hbs umount`), then up with a kernel that keeps the loop device buffered.
-    m.world.mounts.delete(sb.mountPoint);
-    m.world.loops = [];
-    m.world.kernelDirectIo = false;
-    const again = testIo(m);
-    await mount({}, again);
-    expect(again.reporter.lines.join('\n')).toContain('loop direct I/O could not be switched on (/dev/loop1: the kernel kept buffered I/O)');
-    expect(m.world.mounts.has(sb.mountPoint)).toBe(true);
+  it('raises the readahead of the box mount right after sshfs, before the image is opened', async () => {
+    await plainBox();
+    let atMount: string | undefined;
+    m.onRun = async (line) => {
+      if (line.startsWith('mount -t ext4')) atMount = await readFile(`${sb.boxHome}.bdi-read_ahead_kb`, 'utf8');
+    };
+    await mount();
+    expect(atMount).toBe('4096\n');
+  });
+
+  it('a box mount whose readahead is already large enough is left as it is', async () => {
+    await plainBox();
+    await m.mountBox(sb.boxMount, BOX_SOURCE);
+    await writeFile(`${sb.boxHome}.bdi-read_ahead_kb`, '8192\n');
+    const io = testIo(m);
+    await mount({}, io);
+    expect(await readFile(`${sb.boxHome}.bdi-read_ahead_kb`, 'utf8')).toBe('8192\n');
+    expect(io.reporter.lines).toContain('• Readahead of the box mount — 8192 KiB');
   });
 
   it('refuses a box mount directory with files in it (exit 2), without running sshfs', async () => {
@@ -548,7 +559,7 @@ describe('hbs mount --steal-lock (carried over from the old lifecycle tests)', (
     const io = testIo(m, { prompter: p });
     await mount({ stealLock: true }, io);
     expect(p.asked).toHaveLength(1);
-    expect(m.ran).toEqual([`mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`, 'losetup --direct-io=on /dev/loop0']);
+    expect(m.ran).toEqual([`mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`]);
     expect(await readLockFile(sb)).toMatchObject({ hostname: 'testhost', pid: PID });
     expect(io.reporter.lines).toContain(`! taking over the lock held by ${HOLDER}`);
   });
@@ -652,10 +663,10 @@ describe('hbs mount --dry-run (carried over from the old lifecycle tests)', () =
     await mount({ dryRun: true }, io);
     const bangs = io.reporter.lines.filter((l) => l.startsWith('  ! ') && !l.startsWith('  !   |'));
     expect(bangs).toEqual([
+      `  ! write ${sb.boxHome}.bdi-read_ahead_kb (a kernel setting) (mode 0644, 5 bytes, in place)`,
       `  ! write ${sb.lock} (this machine's lock) (mode 0600, 190 bytes, only if it does not exist)`,
       `  ! mkdir -p -m 0755 ${sb.mountPoint}`,
       `  ! mount -t ext4 -o loop,noatime,noinit_itable ${sb.image} ${sb.mountPoint}`,
-      `  ! losetup --direct-io=on '<the loop device under ${sb.mountPoint}>'`,
     ]);
     expect(await readdir(sb.boxMount)).toEqual(['filesystem.img']);
     await expect(stat(sb.mountPoint)).rejects.toThrow(/ENOENT/);

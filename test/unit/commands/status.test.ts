@@ -40,21 +40,22 @@ const DF = { sizeBytes: 10 * GiB, usedBytes: GiB, freeBytes: 9 * GiB };
 
 const status = () => statusCommand({ config: sb.config }, testIo(m));
 
-/** A plain stack up, as `hbs mount` leaves it: our lock, the loop device on direct I/O. */
+/** A plain stack up, as `hbs mount` leaves it: our lock, the box readahead raised, the loop device buffered. */
 async function upStack(cfg: Config = makeConfig(sb), o: { directIo?: boolean } = {}): Promise<void> {
   await writeConfig(sb, cfg);
   await putOnBox(sb, 'filesystem.img');
   await m.mountBox(sb.boxMount, BOX_SOURCE);
+  await writeFile(`${sb.boxHome}.bdi-read_ahead_kb`, '4096\n');
   await writeLock(sb, ourLock(sb));
   m.fileSize(sb.image, 10 * GiB, 0);
   m.world.remoteAllocated = GiB;
   if (cfg.encryption) {
     m.luksImage(sb.image, [PASSPHRASE]);
-    m.openMapping('hbs-filesystem', sb.image, { directIo: o.directIo ?? true });
+    m.openMapping('hbs-filesystem', sb.image, { directIo: o.directIo ?? false });
     m.mountFs(sb.mountPoint, '/dev/mapper/hbs-filesystem');
   } else {
     m.ext4(sb.image, UUID);
-    m.mountFs(sb.mountPoint, m.attach(sb.image, { directIo: o.directIo ?? true }));
+    m.mountFs(sb.mountPoint, m.attach(sb.image, { directIo: o.directIo ?? false }));
   }
 }
 
@@ -90,6 +91,7 @@ describe('hbs status', () => {
         totalBytes: BOX_SPACE.totalBytes,
         usedBytes: BOX_SPACE.totalBytes - BOX_SPACE.freeBytes,
         freeBytes: BOX_SPACE.freeBytes,
+        readAheadKb: 4096,
       },
       image: { path: sb.image, exists: true, sizeBytes: 10 * GiB, allocatedBytes: GiB, loopDevices: ['/dev/loop0'] },
       filesystem: {
@@ -99,7 +101,7 @@ describe('hbs status', () => {
         device: '/dev/loop0',
         uuid: UUID,
         ...DF,
-        loopDirectIo: true,
+        loopDirectIo: false,
         readOnly: false,
         errors: { count: 0, kernel: { lines: 0, first: null, last: null }, first: null, last: null, cause: null },
       },
@@ -130,6 +132,7 @@ describe('hbs status', () => {
       'box.totalBytes',
       'box.usedBytes',
       'box.freeBytes',
+      'box.readAheadKb',
       'image.path',
       'image.exists',
       'image.sizeBytes',
@@ -189,7 +192,7 @@ describe('hbs status', () => {
     expect(report).toEqual({
       config: sb.config,
       healthy: false,
-      box: { state: 'down', detail: `${sb.boxMount}: not mounted`, reachable: true, mountPoint: sb.boxMount, source: SOURCE, totalBytes: null, usedBytes: null, freeBytes: null },
+      box: { state: 'down', detail: `${sb.boxMount}: not mounted`, reachable: true, mountPoint: sb.boxMount, source: SOURCE, totalBytes: null, usedBytes: null, freeBytes: null, readAheadKb: null },
       image: { path: sb.image, exists: false, sizeBytes: null, allocatedBytes: null, loopDevices: [] },
       filesystem: {
         state: 'down',
@@ -309,10 +312,12 @@ describe('hbs status', () => {
     expect(report.healthy).toBe(true);
   });
 
-  it('a loop device without direct I/O (fstab at boot) is reported, and is no sickness', async () => {
-    await upStack(makeConfig(sb), { directIo: false });
+  it('a loop device on direct I/O (an older hbs) and a box at the default readahead (fstab at boot) are reported, and are no sickness', async () => {
+    await upStack(makeConfig(sb), { directIo: true });
+    await writeFile(`${sb.boxHome}.bdi-read_ahead_kb`, '128\n');
     const report = await status();
-    expect(report.filesystem.loopDirectIo).toBe(false);
+    expect(report.filesystem.loopDirectIo).toBe(true);
+    expect(report.box.readAheadKb).toBe(128);
     expect(report.healthy).toBe(true);
   });
 });
@@ -337,7 +342,7 @@ describe('hbs status, encrypted', () => {
       unattendedKeyFile: join(sb.configDir, 'hbs-filesystem.key'),
       crypttab: { path: sb.crypttab, present: true },
     });
-    expect(report.filesystem).toMatchObject({ state: 'up', device: '/dev/mapper/hbs-filesystem', loopDirectIo: true });
+    expect(report.filesystem).toMatchObject({ state: 'up', device: '/dev/mapper/hbs-filesystem', loopDirectIo: false });
     expect(report.image.loopDevices).toEqual(['/dev/loop0']);
     expect(report.healthy).toBe(true);
     expect(m.ran).toEqual([]);
@@ -384,7 +389,7 @@ describe('renderStatus', () => {
   const healthy = (): StatusReport => ({
     config: '/etc/hbs/config.json',
     healthy: true,
-    box: { state: 'up', detail: `${SOURCE} at /mnt/box`, reachable: true, mountPoint: '/mnt/box', source: SOURCE, totalBytes: 100 * GiB, usedBytes: 50 * GiB, freeBytes: 50 * GiB },
+    box: { state: 'up', detail: `${SOURCE} at /mnt/box`, reachable: true, mountPoint: '/mnt/box', source: SOURCE, totalBytes: 100 * GiB, usedBytes: 50 * GiB, freeBytes: 50 * GiB, readAheadKb: 4096 },
     image: { path: '/mnt/box/filesystem.img', exists: true, sizeBytes: 10 * GiB, allocatedBytes: 1.5 * GiB, loopDevices: [LOOP] },
     filesystem: {
       state: 'up',
@@ -395,7 +400,7 @@ describe('renderStatus', () => {
       sizeBytes: 10 * GiB,
       usedBytes: GiB,
       freeBytes: 9 * GiB,
-      loopDirectIo: true,
+      loopDirectIo: false,
       readOnly: false,
       errors: { count: 0, kernel: { lines: 0, first: null, last: null }, first: null, last: null, cause: null },
     },
@@ -429,11 +434,19 @@ describe('renderStatus', () => {
     expect(renderStatus(r, false).split('\n').at(-1)).toBe('NOT healthy — `hbs mount` takes the lock (a stack that came up at boot has none)');
   });
 
-  it('a loop device without direct I/O (fstab at boot) is pointed out, with what switches it on', () => {
+  it('a loop device on direct I/O is pointed out, with what switches it off', () => {
     const r = healthy();
-    r.filesystem.loopDirectIo = false;
+    r.filesystem.loopDirectIo = true;
     expect(renderStatus(r, false).split('\n')[2]).toBe(
-      `filesystem  up       /mnt/box/filesystem.img at /srv/backup (${LOOP}) — 10 GiB, 1 GiB used, 9 GiB free; loop device without direct I/O (slower writes; \`hbs mount\` switches it on)`,
+      `filesystem  up       /mnt/box/filesystem.img at /srv/backup (${LOOP}) — 10 GiB, 1 GiB used, 9 GiB free; loop device on direct I/O (every read is a round trip to the box: slow restores; \`hbs mount\` switches it off)`,
+    );
+  });
+
+  it('a box mount at a small readahead (fstab at boot) is pointed out, with what raises it', () => {
+    const r = healthy();
+    r.box.readAheadKb = 128;
+    expect(renderStatus(r, false).split('\n')[0]).toBe(
+      `box         up       ${SOURCE} at /mnt/box — 50 GiB free of 100 GiB (50 GiB used); readahead 128 KiB (slow restores; \`hbs umount\` and \`hbs mount\` raise it to 4096 KiB)`,
     );
   });
 

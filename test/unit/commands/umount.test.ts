@@ -41,7 +41,7 @@ async function upStack(cfg = makeConfig(sb)): Promise<void> {
     m.mountFs(sb.mountPoint, '/dev/mapper/hbs-filesystem');
   } else {
     m.ext4(sb.image, UUID);
-    m.mountFs(sb.mountPoint, m.attach(sb.image, { directIo: true }));
+    m.mountFs(sb.mountPoint, m.attach(sb.image));
   }
 }
 

@@ -57,7 +57,7 @@ const SFTP = ['sftp', '-q', '-b', '-', '-P', '23', '-o', 'ConnectTimeout=20', ..
 const du = (path: string): string[] => ['ssh', '-p', '23', '-o', 'ConnectTimeout=20', ...SSH_OPTS, 'u123456@u123456.your-storagebox.de', 'du', '-k', path];
 
 describe('mountAt (findmnt --json)', () => {
-  const argv = ['findmnt', '--json', '--mountpoint', '/srv/box', '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS'];
+  const argv = ['findmnt', '--json', '--mountpoint', '/srv/box', '--output', 'TARGET,SOURCE,FSTYPE,OPTIONS,MAJ:MIN'];
 
   it('reads the mount, and with stacked mounts the one on top', async () => {
     const fs = (source: string, fstype: string) => ({ target: '/srv/box', source, fstype, options: 'rw,relatime' });
@@ -68,6 +68,11 @@ describe('mountAt (findmnt --json)', () => {
     expect(await p.mountAt('/srv/box')).toEqual({ target: '/srv/box', source: 'sshfs#u1@h:backup', fstype: 'fuse.sshfs', options: 'rw,relatime' });
     expect((await p.mountAt('/srv/box'))?.fstype).toBe('fuse.sshfs');
     runner.assertDone();
+  });
+
+  it('reads the device number (a FUSE mount is 0:N): where its readahead lives', async () => {
+    const { p } = probesFor({ argv, stdout: JSON.stringify({ filesystems: [{ target: '/srv/box', source: 'u1@h:', fstype: 'fuse.sshfs', options: 'rw', 'maj:min': '0:58' }] }) });
+    expect((await p.mountAt('/srv/box'))?.devno).toBe('0:58');
   });
 
   it('is undefined when nothing is mounted there (exit 1, no output) or the list is empty', async () => {

@@ -26,7 +26,7 @@ describe('init --encrypt steps', () => {
     const ids = initStepsFor({ encrypt: { unattendedKeyFile: null } }).map((s) => s.id);
     expect(ids.slice(ids.indexOf('image'), ids.indexOf('mkfs') + 1)).toEqual(['image', 'luks-format', 'crypt-open', 'mkfs']);
     expect(ids).not.toContain('crypttab');
-    expect(initStepsFor({ encrypt: { unattendedKeyFile: '/etc/hbs/k' } }).map((s) => s.id).slice(-4)).toEqual(['direct-io', 'crypttab', 'fstab', 'boot-unit']);
+    expect(initStepsFor({ encrypt: { unattendedKeyFile: '/etc/hbs/k' } }).map((s) => s.id).slice(-4)).toEqual(['loop-buffered', 'crypttab', 'fstab', 'boot-unit']);
   });
 
   it('never luksFormats an image this run did not create', async () => {
