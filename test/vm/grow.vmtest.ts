@@ -34,7 +34,7 @@ describe('hbs grow on real dm-crypt with CAP_SYS_RESOURCE (VM)', () => {
     // Encrypted: refusals change nothing.
     expect(JSON.parse(f['enc.mountOptions']!)).toContain('noinit_itable');
     expect(f['nokey.exit']).toBe('2');
-    expect(f['nokey.stderr']).toMatch(/needs the key/);
+    expect(f['nokey.stderr']).toMatch(/needs its key/);
     expect(f['wrong.exit']).toBe('2');
     expect(f['wrong.stderr']).toMatch(/does not open .* nothing was changed/);
     expect(Number(f['wrong.file'])).toBe(99 * GiB);
