@@ -299,9 +299,11 @@ export const configRemoveStep: Step<UninstallCtx> = {
     const p = ctx.stack.configPath;
     return (await exists(p)) || (await exists(intentPath(p))) ? { done: false, detail: `${p} removed` } : gone(`${p} is not there`);
   },
-  plan: (ctx) =>
-    Promise.resolve([
-      { kind: 'remove', path: intentPath(ctx.stack.configPath), what: 'what an interrupted init was creating, if anything' },
-      { kind: 'remove', path: ctx.stack.configPath, what: 'the config' },
-    ]),
+  async plan(ctx) {
+    const p = ctx.stack.configPath;
+    return [
+      ...((await exists(intentPath(p))) ? [{ kind: 'remove' as const, path: intentPath(p), what: 'what an interrupted init was creating' }] : []),
+      { kind: 'remove', path: p, what: 'the config' },
+    ];
+  },
 };
