@@ -62,7 +62,7 @@ export interface InitOptions {
 export interface InitState {
   /** The box's host key the person confirmed (or matched --host-key-fingerprint). */
   hostKey?: HostKey;
-  /** The SSH key pair is made in this run (ssh-keygen): the config records it as hbs's own. */
+  /** hbs made the SSH key pair (in this run, or another config using it records so): the config records it as hbs's own. */
   sshKeyMade?: boolean;
   /** The config already on disk, if any. */
   existingConfig?: Config;
