@@ -285,4 +285,48 @@ describe('hbs uninstall', () => {
     await uninstall({ yes: true });
     expect(await exists(sb.knownHosts)).toBe(false);
   });
+
+  it('killed after any step, a second run finishes the job: the same end state as an uninstall in one go', async () => {
+    const encrypted = (): Config => {
+      const e = encryptedConfig(sb, { unattended: true });
+      return fullConfig({ encryption: { ...e.encryption!, crypttab: sb.crypttab } });
+    };
+    const setUp = async (): Promise<void> => {
+      await mkdir(sb.root, { recursive: true });
+      await writeFile(sb.crypttab, mergeBlock('swap /dev/sda2 /dev/urandom swap', sb.config, ['hbs-filesystem x y luks']));
+      await installed(encrypted());
+      await writeFile(encrypted().encryption!.unattendedKeyFile!, 'key', { mode: 0o400 });
+    };
+    await setUp();
+    await uninstall({ yes: true });
+    const clean = await snapshot();
+    const steps = 14;
+    for (let k = 1; k <= steps; k++) {
+      await sb.cleanup();
+      await mkdir(sb.root);
+      m = new FakeMachine().box(sb.boxMount, sb.boxHome);
+      await setUp();
+      /** Throws ("killed") when the k-th step of the real run has made its changes. */
+      const io = testIo(m);
+      let armed = false;
+      let done = 0;
+      const r = io.reporter;
+      const info = r.info.bind(r);
+      r.info = (t: string) => ((armed ||= t === ''), info(t));
+      const stepDone = r.stepDone.bind(r);
+      r.stepDone = (title: string, detail?: string) => {
+        stepDone(title, detail);
+        if (armed && ++done === k) throw new Error('killed');
+      };
+      const first = await uninstall({ yes: true }, io).then(() => 'finished', () => 'killed');
+      // Killed once the config was gone, everything is done; the second run says it has no config to go by.
+      if (first === 'killed' && (await exists(sb.config))) await uninstall({ yes: true });
+      else if (first === 'killed') expect((await rejection(uninstall({ yes: true }))).exitCode).toBe(EXIT.usage);
+      // The fstab backups carry the time: only their names may differ in number.
+      const now = await snapshot();
+      const strip = (o: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(o).filter(([p]) => !p.includes('.hbs-backup-')));
+      expect(strip(now), `killed after step ${k}`).toEqual(strip(clean));
+      expect(await readFile(sb.fstab, 'utf8')).toBe(ORIGINAL_FSTAB);
+    }
+  });
 });
