@@ -41,15 +41,14 @@ export function collisionWith(mine: Stack, otherPath: string, other: Stack): str
     if (mine.crypt.headerBackup === other.crypt.headerBackup) return `the header backup ${mine.crypt.headerBackup} is the one ${of}`;
     if (mine.crypt.unattendedKeyFile && mine.crypt.unattendedKeyFile === other.crypt.unattendedKeyFile) return `the kept key ${mine.crypt.unattendedKeyFile} is the one ${of}`;
   }
-  const places: [string, string, string][] = [
-    ['--box-mount', mine.boxMount, 'box mount'],
-    ['--mount-point', mine.fs.mountPoint, 'mount point'],
-  ];
-  for (const [flag, path] of places) {
-    for (const [theirs, what] of [[other.boxMount, 'box mount'], [other.fs.mountPoint, 'mount point']] as const) {
-      if (path === theirs) return `${flag} ${path} is the ${what} ${of}`;
-      if (nested(path, theirs)) return `${flag} ${path} overlaps ${theirs}, the ${what} ${of}`;
-    }
+  return placeClash('--box-mount', mine.boxMount, otherPath, other) ?? placeClash('--mount-point', mine.fs.mountPoint, otherPath, other);
+}
+
+/** A box mount or mount point (`flag`) that is another config's box mount or mount point, or inside one of them (or the other way round). */
+export function placeClash(flag: string, path: string, otherPath: string, other: Pick<Stack, 'boxMount' | 'fs'>): string | undefined {
+  for (const [theirs, what] of [[other.boxMount, 'box mount'], [other.fs.mountPoint, 'mount point']] as const) {
+    if (path === theirs) return `${flag} ${path} is the ${what} of ${otherPath} already`;
+    if (nested(path, theirs)) return `${flag} ${path} overlaps ${theirs}, the ${what} of ${otherPath} already`;
   }
   return undefined;
 }
