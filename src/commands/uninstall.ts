@@ -7,6 +7,7 @@ import { siblingConfigs } from '../lib/siblings.js';
 import { stackFromConfig, type Stack } from '../lib/stack.js';
 import { DEFAULT_SYSTEMD_DIR, configUnitName, escapePath } from '../lib/systemd.js';
 import { boxMountStep } from '../steps/box.js';
+import { leftoversStep } from '../steps/leftovers.js';
 import { downSteps } from '../steps/stack.js';
 import {
   boxKeyRemoveStep,
@@ -49,6 +50,8 @@ export function uninstallSteps(stack: Stack, flags: Pick<UninstallFlags, 'remove
   const box = down.findIndex((s) => s.id === 'box-unmount');
   const way = flags.deleteImage ? [boxMountStep as Step<UninstallCtx>, ...down.slice(0, box), imageDeleteStep, ...down.slice(box)] : down;
   return [
+    // A killed run's temporary mount of the account's home (--remove-box-key) goes first.
+    leftoversStep,
     // Before the box goes (and before the local key does): the key itself logs in to remove itself.
     ...(flags.removeBoxKey ? [boxKeyRemoveStep] : []),
     ...way,
