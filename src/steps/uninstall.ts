@@ -53,7 +53,8 @@ export const boxKeyRemoveStep: Step<UninstallCtx> = {
     if (!(await exists(`${conn.key}.pub`)) && !(await exists(conn.key))) return gone(`${conn.key} is gone: nothing to remove with it`);
     const r = await ctx.probe.keyLogin(conn);
     if (r.ok) return { done: false, detail: `${conn.user}@${conn.host} no longer accepts ${conn.key}` };
-    if (KEY_REFUSED.test(r.stderr)) return gone(`${conn.user}@${conn.host} does not accept ${conn.key} (any more)`);
+    // A refused key and a box that is not there both end the login; a box that shows its host key is there.
+    if (KEY_REFUSED.test(r.stderr) || (await ctx.probe.hostKeys(conn.host, conn.port)).length > 0) return gone(`${conn.user}@${conn.host} does not accept ${conn.key} (any more)`);
     throw new HbsError(`cannot reach ${conn.user}@${conn.host} to remove the key: ${r.stderr.split('\n').pop() ?? ''}`, EXIT.failed, 're-run when the box is reachable, or leave out --remove-box-key');
   },
   async plan(ctx) {

@@ -37,6 +37,12 @@ const where = (n) => {
 };
 const unattended = ['--luks-unattended', '--crypttab', crypttab];
 const mapper = (n) => JSON.parse(readFileSync(config(n), 'utf8')).encryption;
+/** `hbs status` of a config: its exit code; its report printed when not healthy. */
+const status = (n) => {
+  const r = hbs(['--config', config(n), 'status']);
+  if (r.code !== 0) console.log(`status of ${n}:\n${r.stdout}${r.stderr}`);
+  return r.code;
+};
 const source = (mp) => sh('findmnt', ['-n', '-o', 'SOURCE', mp], { stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 try {
   // 1. two encrypted inits, same image name, derived names.
@@ -49,9 +55,10 @@ try {
   }
   sh('sync');
   out('both.mappers', sh('ls', ['/dev/mapper']).trim().split(/\s+/).filter((x) => x !== 'control').sort().join(','));
-  for (const n of ['a', 'b']) out(`${n}.status.exit`, hbs(['--config', config(n), 'status']).code);
+  for (const n of ['a', 'b']) out(`${n}.status.exit`, status(n));
   const all = hbs(['--config', config('a'), 'status', '--all']);
   out('all.exit', all.code);
+  if (all.code !== 0) console.log(all.stdout + all.stderr);
   out('all.lines', all.stdout.trim().split('\n').length);
 
   // 2. uninstall a: b stays as it is, open and healthy; a's header backup stays.
@@ -68,7 +75,7 @@ try {
   out('a.after.crypttab', readFileSync(crypttab, 'utf8') === CRYPTTAB);
   out('a.after.image', existsSync(join(boxes.a.home, 'filesystem.img')));
   out('b.after.config', readFileSync(config('b'), 'utf8') === bConfig);
-  out('b.after.status.exit', hbs(['--config', config('b'), 'status']).code);
+  out('b.after.status.exit', status('b'));
   out('b.after.data', readFileSync(join(mountPoint('b'), 'whose'), 'utf8').trim());
   out('b.after.mounted', source(mountPoint('b')));
 
@@ -76,7 +83,7 @@ try {
   const adopt = hbs([...where('a'), '--adopt'], PASS.a + '\n', { HBS_BOX_PASSWORD: boxes.a.password });
   must('adopt.a', adopt);
   out('adopt.a.data', readFileSync(join(mountPoint('a'), 'whose'), 'utf8').trim());
-  out('adopt.a.status.exit', hbs(['--config', config('a'), 'status']).code);
+  out('adopt.a.status.exit', status('a'));
   out('adopt.all.exit', hbs(['--config', config('b'), 'status', '--all']).code);
 
   // 4. both uninstalled: the fstab and crypttab as they were, nothing open.

@@ -12,7 +12,7 @@ import { loadStack, stepCtx } from '../../../src/commands/shared.js';
 import { unitsRemoveStep, type UninstallCtx } from '../../../src/steps/uninstall.js';
 import { FakeMachine } from '../../support/fake-machine.js';
 import { expectGolden, stableByteCounts } from '../../support/golden.js';
-import { PINNED } from '../../support/init.js';
+import { HOST_KEY, PINNED } from '../../support/init.js';
 import {
   BOX_SOURCE,
   encryptedConfig,
@@ -222,7 +222,21 @@ describe('hbs uninstall', () => {
     expect(m.ran[0]).toMatch(new RegExp(`^sshfs .* ${USER}@${HOST}: /tmp/hbs-home-`));
     expect(m.ran.indexOf(`fusermount3 -u ${sb.boxMount}`)).toBeGreaterThan(0);
     expect(await exists(sb.sshKey)).toBe(false);
-    // A second run finds the key refused: done (the config is gone anyway, so it says what it cannot know).
+  });
+
+  it('--remove-box-key after the key left the box: done when the box shows its host key; a box that does not answer stops it (exit 1)', async () => {
+    await installed(fullConfig());
+    m.world.keyLogin = false;
+    m.probes.keyLogin = () => Promise.resolve({ ok: false, stderr: 'Connection closed' });
+    const err = await rejection(uninstall({ yes: true, removeBoxKey: true }));
+    expect(err.exitCode).toBe(EXIT.failed);
+    expect(err.message).toContain('cannot reach');
+    expect(await exists(sb.config)).toBe(true);
+    m.world.hostKeys = [HOST_KEY];
+    const io = testIo(m);
+    await uninstall({ yes: true, removeBoxKey: true }, io);
+    expect(io.reporter.lines).toContain(`• Remove hbs's key from the box's authorized_keys — ${USER}@${HOST} does not accept ${sb.sshKey} (any more)`);
+    expect(await exists(sb.config)).toBe(false);
   });
 
   it('--remove-box-key is refused when another config logs in to the same box with the same key (exit 2, nothing changed)', async () => {
