@@ -75,6 +75,21 @@ async function makeShims(dir: string): Promise<void> {
  * processes serving `paths` (detached daemons) — as a crash or a cgroup kill would. Returns whether
  * the point was reached (a run that ended before it was not killed).
  */
+/** The hbs runs this file killed: what they left in the temporary directory is cleaned up at the end, also after a failure. */
+const killedPids = new Set<number>();
+
+/** The temporary home mounts (and directories) of killed runs, if a failed test left them. */
+async function cleanKilledTemp(): Promise<void> {
+  for (const name of await readdir(tmpdir()).catch(() => [] as string[])) {
+    const m = /^hbs-[a-z]+-(\d+)-/.exec(name);
+    if (!m || !killedPids.has(Number(m[1]))) continue;
+    const dir = join(tmpdir(), name);
+    if ((await execa('findmnt', [dir], { reject: false })).exitCode === 0) await execa('umount', ['-l', dir], { reject: false });
+    // rmdir, never recursive: the box's files could be under it.
+    await execa('rmdir', [dir], { reject: false });
+  }
+}
+
 async function runKilled(shims: string, args: string[], point: KillPoint, paths: string[], input = ''): Promise<boolean> {
   await rm(join(shims, 'hit'), { force: true });
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', SHIM_DIR: shims, PATH: `${shims}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` };
@@ -83,6 +98,7 @@ async function runKilled(shims: string, args: string[], point: KillPoint, paths:
     if (point.insideMs) env.HBS_KILL_INSIDE = '1';
   }
   const child = execFile(HBS, args, { env });
+  if (child.pid) killedPids.add(child.pid);
   child.stdin?.end(input);
   let done = false;
   const exited = new Promise<void>((resolve) => child.on('exit', () => void ((done = true), resolve())));
@@ -185,6 +201,7 @@ describe.skipIf(skip !== undefined)('kill -9 at any moment; the same command aga
 
   afterAll(async () => {
     await teardown([p.mountPoint], [p.boxMount]);
+    await cleanKilledTemp();
     await box?.stop();
     if (t) await rm(t, { recursive: true, force: true });
     console.info(`kill points reached: ${Object.entries(reached).map(([k, v]) => `${k} ${v.length} (${v.join(', ')})`).join('; ')}`);
