@@ -5,7 +5,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 // Longest first (measured, see test/vm/README.md), so that no long scenario starts last: a fresh
 // clone has no timings cache, and vitest would then order the files by their size. A file not
 // listed here goes first (its cost is unknown).
-const LONGEST_FIRST = ['grow', 'reboot', 'luks', 'smoke'];
+const LONGEST_FIRST = ['grow', 'reboot', 'luks', 'multi', 'smoke'];
 class LongestFirst extends BaseSequencer {
   override sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const rank = (f: TestSpecification): number => LONGEST_FIRST.indexOf(basename(f.moduleId, '.vmtest.ts'));

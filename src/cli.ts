@@ -26,8 +26,8 @@ async function main(argv: string[]): Promise<number> {
     .option('--remote-path <dir>', 'directory on the box (default: the account home)')
     .option('--image <name>', 'image file name on the box (default: filesystem.img)')
     .option('--size <size>', 'image size: 100G, 1.5T, 500GB (K/M/G/T = 1024-based, KB/MB/GB/TB = 1000-based)')
-    .option('--box-mount <dir>', 'where the box is mounted (default: /srv/backup/hetzner-backup-space)')
-    .option('--mount-point <dir>', 'where the filesystem is mounted (default: /srv/backup/backup)')
+    .option('--box-mount <dir>', 'where the box is mounted (default: /srv/backup/hetzner-backup-space; for --config /etc/hbs/NAME.json: /srv/backup/NAME/hetzner-backup-space)')
+    .option('--mount-point <dir>', 'where the filesystem is mounted (default: /srv/backup/backup; for NAME.json: /srv/backup/NAME/backup)')
     .option('--ssh-key <path>', 'SSH key for the box, made if missing (default: /root/.ssh/hbs_ed25519)')
     .option('--host-key-fingerprint <SHA256:...>', 'expected host key fingerprint of the box')
     .option('--password-stdin', 'read the box password from stdin (else $HBS_BOX_PASSWORD, else a prompt)')
@@ -44,7 +44,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--luks-keep-key', 'keep the generated key file on this server after init (default: overwrite and delete it)')
     .option('--luks-unattended', 'keep a key at /etc/hbs/<name>.key (0400) so mounts need no one (root here can read it)')
     .option('--luks-header-backup <path>', 'where to back up the LUKS header (default: /etc/hbs/<name>.luks-header)')
-    .option('--luks-name <name>', 'device-mapper name (default: hbs-<image name>)')
+    .option('--luks-name <name>', 'device-mapper name (default: hbs-<image name>; for --config .../NAME.json: hbs-NAME-<image name>)')
     .option('--luks-pbkdf <kdf>', "with --encrypt: key derivation of the key slots: argon2id (cryptsetup's default), argon2i or pbkdf2")
     .option('--luks-iter-time <ms>', "with --encrypt: time to spend deriving each key, at least 100 ms (cryptsetup's default: 2000); less is cheaper for an attacker too")
     .option('--crypttab <path>', 'with --luks-unattended: crypttab to add the line that opens the image at boot to (default: /etc/crypttab)')
@@ -98,8 +98,17 @@ async function main(argv: string[]): Promise<number> {
     .command('status')
     .description('show each layer; exit 0 when all is healthy, 1 when any layer is down or degraded')
     .option('--json', 'print one JSON document (keys documented in docs/status-json.md)')
+    .option('--all', "every config in the config's directory (/etc/hbs/*.json), one line each; exit 0 only when all are healthy")
     .option('-v, --verbose', 'show each command as it runs')
-    .action(async (opts: { json?: boolean; verbose?: boolean }) => {
+    .action(async (opts: { json?: boolean; verbose?: boolean; all?: boolean }) => {
+      if (opts.all) {
+        const { statusAllCommand } = await import('./commands/status.js');
+        const all = await statusAllCommand({ ...opts, config: globalConfig() }, await io(opts));
+        if (opts.json) console.log(JSON.stringify(all, null, 2));
+        else for (const c of all.configs) console.log(`${c.healthy ? 'ok ' : 'BAD'} ${c.config}  ${c.summary}`);
+        resultCode = all.healthy ? EXIT.ok : EXIT.failed;
+        return;
+      }
       const config = await existingConfig();
       const [{ statusCommand }, { renderStatus }] = await Promise.all([import('./commands/status.js'), import('./ui/status-view.js')]);
       const report = await statusCommand({ ...opts, config }, await io(opts));
@@ -107,6 +116,24 @@ async function main(argv: string[]): Promise<number> {
       resultCode = report.healthy ? EXIT.ok : EXIT.failed;
     });
   // --- end mount / umount / status ---------------------------------------------------------------
+
+  // --- hbs uninstall -----------------------------------------------------------------------------
+  program
+    .command('uninstall')
+    .description('take the stack down and remove what hbs set up on this machine for the config (the image on the box stays)')
+    .option('--keep-key', 'keep the SSH key pair (by default it goes when hbs made it and no other config uses it)')
+    .option('--remove-box-key', "also remove hbs's key from the box's authorized_keys (only its lines; every other line stays)")
+    .option('--delete-image', 'also DELETE the image and all its data on the box (asks to type its name; never with --yes alone)')
+    .option('--systemd-dir <dir>', 'where the units are, if not in the directory the config records')
+    .option('--force', 'if the filesystem is busy, detach it lazily (as `hbs umount --force`)')
+    .option('-y, --yes', 'do not ask before removing (--delete-image still asks for the name)')
+    .option('-n, --dry-run', 'print the list of removals; change nothing')
+    .option('-v, --verbose', 'show each command as it runs')
+    .action(async (opts: { keepKey?: boolean; removeBoxKey?: boolean; deleteImage?: boolean; systemdDir?: string; force?: boolean; yes?: boolean; dryRun?: boolean; verbose?: boolean }) => {
+      const { uninstallCommand } = await import('./commands/uninstall.js');
+      await uninstallCommand({ ...opts, config: globalConfig() }, await io(opts));
+    });
+  // --- end uninstall -----------------------------------------------------------------------------
 
   // --- hbs grow ----------------------------------------------------------------------------------
   program

@@ -50,12 +50,22 @@ export function mergeBlock(text: string, id: string, lines: readonly string[]): 
   return `${text}\n${formatBlock(id, lines, true)}`;
 }
 
-/** The text without the block for `id`: as it was before hbs added the block. */
+/**
+ * The text without the block for `id`: as it was before hbs added the block. The newline hbs added
+ * in front of it goes too when nothing follows; when another hbs block follows right away (a second
+ * config's), that block inherits the mark, so removing it later gives back the file as it was.
+ */
 export function removeBlock(text: string, id: string): string {
   const span = findBlock(text, id);
   if (!span) return text;
   const head = text.slice(0, span.start);
-  return (span.addedNewline && head.endsWith('\n') ? head.slice(0, -1) : head) + text.slice(span.end);
+  const tail = text.slice(span.end);
+  if (!span.addedNewline || !head.endsWith('\n')) return head + tail;
+  if (tail === '') return head.slice(0, -1);
+  const next = /^[^\n]*/.exec(tail)![0].replace(/\r$/, '');
+  if (next.startsWith(`${BEGIN} (`) && !next.endsWith(ADDED_NEWLINE)) return head + next + ADDED_NEWLINE + tail.slice(next.length);
+  // Lines someone added after the block need the newline: it stays.
+  return head + tail;
 }
 
 export function hasBlock(text: string, id: string): boolean {

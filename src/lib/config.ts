@@ -38,6 +38,8 @@ export const configSchema = z.object({
     key: z.string().min(1),
     knownHosts: z.string().min(1),
     hostKeyFingerprint: z.string().regex(/^SHA256:/),
+    /** hbs made this key pair (ssh-keygen in `hbs init`): `hbs uninstall` may remove it. Absent: someone else's key, or not known. */
+    generated: z.literal(true).optional(),
   }),
   boxMount: z.string().min(1),
   image: z.object({

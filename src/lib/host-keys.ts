@@ -68,3 +68,11 @@ export function pinKey(knownHosts: string, name: string, key: HostKey): string {
   kept.push(`${name} ${key.type} ${key.blob}`);
   return kept.join('\n') + '\n';
 }
+
+/** known_hosts text without the lines for `name`; every other line stays byte for byte. */
+export function unpinHost(knownHosts: string, name: string): string {
+  return knownHosts
+    .split(/(?<=\n)/)
+    .filter((l) => !(l.trim().split(/\s+/)[0] ?? '').split(',').includes(name) || l.trim().startsWith('#'))
+    .join('');
+}

@@ -39,11 +39,7 @@ export function passphraseKey(passphrase: string, label = 'passphrase'): LuksKey
   return { kind: 'passphrase', bytes: Buffer.from(passphrase, 'utf8'), label };
 }
 
-/** The device-mapper name for an image: `hbs-` and the image name without `.img`, safe characters only. */
-export function defaultMapperName(image: string): string {
-  const base = image.replace(/\.img$/i, '').replace(/[^A-Za-z0-9_.+-]/g, '_');
-  return `hbs-${base || 'image'}`;
-}
+export { defaultMapperName } from './config-name.js';
 
 export const mapperPath = (name: string): string => `/dev/mapper/${name}`;
 

@@ -6,7 +6,7 @@ import { delimiter, join } from 'node:path';
  * Debian package that brings each) and kernel devices. A dry-run needs the same: it reads the same
  * state (mounts, loop devices, the box mount) with the same programs, and that state is root's.
  */
-export type PreflightCommand = 'init' | 'mount' | 'umount' | 'grow';
+export type PreflightCommand = 'init' | 'mount' | 'umount' | 'grow' | 'uninstall';
 
 type Tool = { tool: string; pkg: string };
 
@@ -45,6 +45,8 @@ export const TOOLS: Record<PreflightCommand, readonly Tool[]> = {
   ],
   mount: [...SSH, ...MOUNTS, ...EXT4],
   umount: [{ tool: 'fusermount3', pkg: 'fuse3' }, ...MOUNTS, { tool: 'sync', pkg: 'coreutils' }],
+  // The way down, as umount (--remove-box-key and --delete-image also mount the box, with init's sshfs).
+  uninstall: [{ tool: 'fusermount3', pkg: 'fuse3' }, ...MOUNTS, { tool: 'sync', pkg: 'coreutils' }],
   grow: [
     ...MOUNTS,
     ...EXT4,

@@ -92,3 +92,35 @@ export function mergeAuthorizedKeys(existing: string, key: PublicKey): { text: s
   if (text.length > 0 && !text.endsWith('\n')) text += '\n';
   return { text, added };
 }
+
+/**
+ * The authorized_keys text without `blob` (hbs's key): its OpenSSH lines and RFC4716 blocks go,
+ * every other byte stays as it was. Returns how many entries were removed.
+ */
+export function removeFromAuthorizedKeys(text: string, blob: string): { text: string; removed: number } {
+  const lines = text.split(/(?<=\n)/);
+  const out: string[] = [];
+  let removed = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] ?? '';
+    const bare = line.trim();
+    if (bare === '---- BEGIN SSH2 PUBLIC KEY ----') {
+      let j = i + 1;
+      while (j < lines.length && (lines[j] ?? '').trim() !== '---- END SSH2 PUBLIC KEY ----') j++;
+      const block = lines.slice(i, Math.min(j + 1, lines.length));
+      if (j < lines.length && blobsIn(block.join('')).rfc4716.has(blob)) {
+        removed++;
+      } else {
+        out.push(...block);
+      }
+      i = j;
+      continue;
+    }
+    if (bare !== '' && !bare.startsWith('#') && blobsIn(bare).openssh.has(blob)) {
+      removed++;
+      continue;
+    }
+    out.push(line);
+  }
+  return { text: out.join(''), removed };
+}

@@ -26,8 +26,35 @@ export function escapePath(path: string): string {
   return out;
 }
 
+/**
+ * The one naming rule for every systemd unit hbs makes for a config: an instance of one of hbs's
+ * templates, `hbs-<kind>@<systemd-escape --path CONFIG>.<type>` — hbs-mount@etc-hbs-config.json.service,
+ * and e.g. a backup timer hbs-backup@etc-hbs-config.json.timer. `hbs uninstall` removes every unit
+ * file and link whose name `isUnitOf` accepts for the config, so new kinds are removed without more code.
+ */
+export function configUnitName(configPath: string, kind = 'mount', type = 'service'): string {
+  return `hbs-${kind}@${escapePath(configPath)}.${type}`;
+}
+
 export function unitName(configPath: string): string {
-  return `hbs-mount@${escapePath(configPath)}.service`;
+  return configUnitName(configPath);
+}
+
+/** Whether a unit file name is one of the config's units (any kind, any type), by the rule above. */
+export function isUnitOf(fileName: string, configPath: string): boolean {
+  const inst = `@${escapePath(configPath)}.`;
+  const at = fileName.indexOf(inst);
+  return /^hbs-[a-z0-9-]+$/.test(fileName.slice(0, at)) && at > 0 && /^[a-z]+$/.test(fileName.slice(at + inst.length));
+}
+
+/** Whether a unit file name is one of hbs's templates (hbs-<kind>@.<type>), shared by every config. */
+export function isHbsTemplate(fileName: string): boolean {
+  return /^hbs-[a-z0-9-]+@\.[a-z]+$/.test(fileName);
+}
+
+/** The template a config's unit is an instance of: hbs-mount@X.service → hbs-mount@.service. */
+export function templateOf(unit: string): string {
+  return unit.replace(/@.*\.([a-z]+)$/, '@.$1');
 }
 
 /** Where the instance is enabled: the .wants link of its target. */

@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -75,6 +75,21 @@ async function makeShims(dir: string): Promise<void> {
  * processes serving `paths` (detached daemons) — as a crash or a cgroup kill would. Returns whether
  * the point was reached (a run that ended before it was not killed).
  */
+/** The hbs runs this file killed: what they left in the temporary directory is cleaned up at the end, also after a failure. */
+const killedPids = new Set<number>();
+
+/** The temporary home mounts (and directories) of killed runs, if a failed test left them. */
+async function cleanKilledTemp(): Promise<void> {
+  for (const name of await readdir(tmpdir()).catch(() => [] as string[])) {
+    const m = /^hbs-[a-z]+-(\d+)-/.exec(name);
+    if (!m || !killedPids.has(Number(m[1]))) continue;
+    const dir = join(tmpdir(), name);
+    if ((await execa('findmnt', [dir], { reject: false })).exitCode === 0) await execa('umount', ['-l', dir], { reject: false });
+    // rmdir, never recursive: the box's files could be under it.
+    await execa('rmdir', [dir], { reject: false });
+  }
+}
+
 async function runKilled(shims: string, args: string[], point: KillPoint, paths: string[], input = ''): Promise<boolean> {
   await rm(join(shims, 'hit'), { force: true });
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', SHIM_DIR: shims, PATH: `${shims}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` };
@@ -83,6 +98,7 @@ async function runKilled(shims: string, args: string[], point: KillPoint, paths:
     if (point.insideMs) env.HBS_KILL_INSIDE = '1';
   }
   const child = execFile(HBS, args, { env });
+  if (child.pid) killedPids.add(child.pid);
   child.stdin?.end(input);
   let done = false;
   const exited = new Promise<void>((resolve) => child.on('exit', () => void ((done = true), resolve())));
@@ -120,7 +136,7 @@ describe.skipIf(skip !== undefined)('kill -9 at any moment; the same command aga
   let t: string;
   let shims: string;
   const p = { config: '', fstab: '', key: '', boxMount: '', mountPoint: '' };
-  const reached: Record<string, string[]> = { init: [], mount: [], umount: [], grow: [] };
+  const reached: Record<string, string[]> = { init: [], mount: [], umount: [], grow: [], uninstall: [] };
   const initArgs = (): string[] => [
     'init', '--yes', '--user', box.user, '--host', box.host, '--port', String(box.port), '--size', '3G', '--box-mount', p.boxMount, '--mount-point', p.mountPoint,
     '--ssh-key', p.key, '--host-key-fingerprint', box.hostKeyFingerprint, '--fstab', p.fstab, '--config', p.config, '--password-stdin', '--no-systemd',
@@ -185,6 +201,7 @@ describe.skipIf(skip !== undefined)('kill -9 at any moment; the same command aga
 
   afterAll(async () => {
     await teardown([p.mountPoint], [p.boxMount]);
+    await cleanKilledTemp();
     await box?.stop();
     if (t) await rm(t, { recursive: true, force: true });
     console.info(`kill points reached: ${Object.entries(reached).map(([k, v]) => `${k} ${v.length} (${v.join(', ')})`).join('; ')}`);
@@ -305,5 +322,47 @@ describe.skipIf(skip !== undefined)('kill -9 at any moment; the same command aga
       expect(createHash('sha256').update(await readFile(join(p.mountPoint, 'data'))).digest('hex')).toBe(sum);
     }
     await fsckClean('after the grow sweep');
+  }, 900_000);
+
+  it('uninstall: killed anywhere, uninstall again finishes it (the fstab as it was, nothing mounted, the image kept); adopt brings it back', async () => {
+    await fresh();
+    const FSTAB = '# the fstab of this test\n';
+    const init = await hbs(initArgs(), { input: box.password + '\n' });
+    expect(init.exitCode, init.stdout + init.stderr).toBe(0);
+    await writeFile(join(p.mountPoint, 'data'), 'written before any kill\n');
+    await execa('sync');
+    const home = join(tmpdir(), 'hbs-home-');
+    const points: KillPoint[] = [
+      { name: 'home mount for the box key (sshfs)', at: 'sshfs *' },
+      { name: 'inside the home mount', at: 'sshfs *', insideMs: 100 },
+      { name: 'home unmount', at: `fusermount3 -u ${home}*` },
+      { name: 'sync', at: 'sync *' },
+      { name: 'umount', at: 'umount *' },
+      { name: 'inside umount', at: 'umount *', insideMs: 5 },
+      { name: 'box unmount', at: `fusermount3 -u ${p.boxMount}` },
+      ...[1500, 2500].map((ms) => ({ name: `${ms} ms`, afterMs: ms })),
+    ];
+    const args = ['uninstall', '--yes', '--remove-box-key', '--config', p.config];
+    const reachedHere: string[] = [];
+    for (const point of points) {
+      if (await runKilled(shims, args, point, [p.boxMount, home])) reachedHere.push(point.name);
+      const again = await hbs(args);
+      // Killed after the last step (the config), there is nothing left to go by: exit 2, and all is done.
+      const gone = again.exitCode === 2 && again.stderr.includes('no config at');
+      expect(again.exitCode === 0 || gone, `uninstall after a kill at ${point.name}: ${again.stdout}${again.stderr}`).toBe(true);
+      expect(await readFile(p.fstab, 'utf8'), `uninstall after a kill at ${point.name}`).toBe(FSTAB);
+      for (const f of [p.config, p.key, `${p.key}.pub`, p.mountPoint]) await expect(stat(f), `${f} after a kill at ${point.name}`).rejects.toThrow();
+      expect((await execa('findmnt', ['--list', '--noheadings', '-o', 'TARGET'])).stdout, `after a kill at ${point.name}`).not.toContain(t);
+      expect((await execa('losetup', ['--list', '--noheadings'])).stdout).not.toContain(p.boxMount);
+      expect(await tempLeft(), `after a kill at ${point.name}`).toEqual([]);
+      const keys = blobsIn(await readFile(join(box.home, '.ssh', 'authorized_keys'), 'utf8').catch(() => ''));
+      expect([keys.rfc4716.size, keys.openssh.size], `box key after a kill at ${point.name}`).toEqual([0, 0]);
+      const adopt = await hbs([...initArgs(), '--adopt'], { input: box.password + '\n' });
+      expect(adopt.exitCode, `adopt after a kill at ${point.name}: ${adopt.stdout}${adopt.stderr}`).toBe(0);
+      expect(await readFile(join(p.mountPoint, 'data'), 'utf8')).toBe('written before any kill\n');
+    }
+    reached.uninstall = reachedHere;
+    expect(reachedHere.length).toBeGreaterThanOrEqual(7);
+    await fsckClean('after the uninstall sweep');
   }, 900_000);
 });

@@ -374,6 +374,11 @@ export class FakeMachine implements Runner {
           await this.mountBox(last, a[3] ?? '');
           return ok;
         }
+        // With the key, the account's home (`user@host:`, as uninstall's --remove-box-key mounts it), on a directory of its own.
+        if ((a[3] ?? '').endsWith(':') && this.accountHome && !this.boxes.has(last)) {
+          if (!(await this.keyAuthorized())) return { exitCode: 1, stdout: '', stderr: 'Permission denied (publickey).' };
+          this.boxes.set(last, this.accountHome);
+        }
         const fsname = opts.find((o) => o.startsWith('fsname='))?.slice('fsname='.length);
         await this.mountBox(last, fsname ?? a[3] ?? '');
         return ok;

@@ -177,6 +177,22 @@ describe('interview', () => {
     expect(iv.answers.size).toBe(10 * GiB);
   });
 
+  it('another config (/etc/hbs/NAME.json): proposes the mount points derived from NAME, and refuses the other config\'s at the question', async () => {
+    await mkdir(sb.configDir, { recursive: true });
+    await writeFile(sb.config, serializeConfig(makeConfig(sb)));
+    const second = join(sb.configDir, 'offsite.json');
+    const p = new ScriptedPrompter([sb.boxMount, join(sb.root, 'box2'), join(sb.mountPoint, 'sub'), '']);
+    const given: GivenAnswers = { config: second, fstab: sb.fstab, user: 'u5', host: 'h.example', port: '23', remotePath: '', image: 'i.img', size: '1G', sshKey: sb.sshKey, hostKeyFingerprint: FIXTURE_KEY.fingerprint };
+    offers('h.example', 23);
+    const iv = await interview(given, io(p), { force: false, adopt: false });
+    expect(p.asked.map((q) => q.default)).toEqual(['/srv/backup/offsite/hetzner-backup-space', '/srv/backup/offsite/backup']);
+    expect(p.rejected.map((r) => r.why)).toEqual([
+      `${sb.boxMount} is the box mount of ${sb.config} already`,
+      `${join(sb.mountPoint, 'sub')} overlaps ${sb.mountPoint}, the mount point of ${sb.config} already`,
+    ]);
+    expect(iv.answers).toMatchObject({ boxMount: join(sb.root, 'box2'), mountPoint: '/srv/backup/offsite/backup' });
+  });
+
   it('refuses mount points that clash with each other or hold files, right at the question', async () => {
     await mkdir(join(sb.root, 'full'), { recursive: true });
     await writeFile(join(sb.root, 'full', 'data'), 'x');

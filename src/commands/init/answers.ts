@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { UsageError } from '../../core/errors.js';
+import { pathDefaults } from '../../lib/config-name.js';
 import { formatIssues } from '../../lib/validate.js';
 import { ANSWER_FLAGS, DEFAULTS, defaultHost, flagOf, initAnswersSchema, type InitAnswers, type RawAnswers } from './options.js';
 
@@ -13,8 +14,9 @@ export const QUESTIONS: readonly { key: keyof RawAnswers; message: string; fallb
   { key: 'remotePath', message: 'Directory on the box (empty: the account home)', fallback: () => DEFAULTS.remotePath },
   { key: 'image', message: 'Image file name on the box', fallback: () => DEFAULTS.image },
   { key: 'size', message: 'Image size (e.g. 100G, 500GB, 1TiB)' },
-  { key: 'boxMount', message: 'Where to mount the box (sshfs)', fallback: () => DEFAULTS.boxMount },
-  { key: 'mountPoint', message: 'Where to mount the backup filesystem', fallback: () => DEFAULTS.mountPoint },
+  // Derived from the config's name: a second config (/etc/hbs/NAME.json) never collides with the first.
+  { key: 'boxMount', message: 'Where to mount the box (sshfs)', fallback: (a) => pathDefaults(a.config ?? DEFAULTS.config).boxMount },
+  { key: 'mountPoint', message: 'Where to mount the backup filesystem', fallback: (a) => pathDefaults(a.config ?? DEFAULTS.config).mountPoint },
   { key: 'sshKey', message: 'SSH key for the box (made if missing)', fallback: () => DEFAULTS.sshKey },
 ];
 

@@ -63,7 +63,7 @@ export const MIN_PASSPHRASE = 8;
 
 /** Mapper name, header backup and unattended key path from the flags (defaults next to the config); no key yet. */
 export function encryptOptionsFor(o: { image: string; config: string }, f: Pick<EncryptFlags, 'luksName' | 'luksHeaderBackup' | 'luksUnattended' | 'crypttab' | 'luksPbkdf' | 'luksIterTime'> = {}): EncryptOptions {
-  const mapperName = f.luksName ?? defaultMapperName(o.image);
+  const mapperName = f.luksName ?? defaultMapperName(o.image, o.config);
   const confDir = dirname(o.config);
   return {
     mapperName,
@@ -153,7 +153,7 @@ export async function resolveEncryption(
   if (f.luksPassphraseStdin && o.passwordStdin) {
     throw new UsageError('--password-stdin and --luks-passphrase-stdin cannot both read stdin', 'pass the box password in HBS_BOX_PASSWORD or the LUKS passphrase in HBS_LUKS_PASSPHRASE');
   }
-  const mapperName = f.luksName ?? defaultMapperName(o.image);
+  const mapperName = f.luksName ?? defaultMapperName(o.image, o.config);
   if (!/^[A-Za-z0-9_.+-]+$/.test(mapperName)) throw new UsageError(`--luks-name "${mapperName}": letters, digits and _ . + - only`);
   parseKdf(f);
 

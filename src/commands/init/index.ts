@@ -21,6 +21,7 @@ import { checkGiven, completeAnswers, type GivenAnswers } from './answers.js';
 import { askExistingPassphrase, encryptionSummary, encryptOptionsFor, resolveEncryption, type EncryptFlags } from './encrypt.js';
 import { initStepsFor } from './steps.js';
 import { inspectStack } from '../../lib/inspect.js';
+import { assertNoCollision, siblingConfigs } from '../../lib/siblings.js';
 import { brokenDownSteps, isBroken } from '../../steps/stack.js';
 import { askPassword, confirmChanges, decideOnExistingImage, interview, offerInstall, summaryLines, type ExistingImageIo } from './wizard.js';
 
@@ -160,6 +161,8 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
   if (enc) opts.encrypt = enc.opts;
   // Before anything changes: paths crypttab cannot hold stop the run here, not after mkfs.
   assertCrypttabWritable(opts);
+  // Another config in the same directory with the same image, mapping, key or mount: refused here.
+  await assertNoCollision(stackForInit(opts));
   // Filled later too, when an encrypted image turns up on the box and the person types its passphrase.
   const luksKeys: LuksKey[] = [...(enc?.keys ?? [])];
   const secret = (k: LuksKey): void => {
@@ -192,6 +195,8 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
   }
 
   const existingConfig = await readConfig(opts.config);
+  // "hbs made this key pair" is a fact about the key: another config that uses it may record it.
+  const keyMadeByHbs = (await siblingConfigs(opts.config)).some((s) => s.cfg.ssh.key === opts.sshKey && s.cfg.ssh.generated === true);
   /** A fresh context for one pass over the steps (a second pass after a decision starts over). */
   const makeCtx = (reporter: Reporter, deps = m.deps): InitCtx => {
     // The key of an image that exists (adopting): what was given; a dry-run asks nobody.
@@ -207,7 +212,7 @@ export async function initCommand(flags: InitCliFlags, io: CommandIo): Promise<v
       opts,
       password: reporter instanceof CapturingReporter ? undefined : password,
       luksKeys,
-      state: { ...newState(), existingConfig },
+      state: { ...newState(), existingConfig, sshKeyMade: keyMadeByHbs || undefined },
       hbsCommand: selfCommand(io),
     };
   };

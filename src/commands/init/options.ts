@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LEGACY_BOX_MOUNT, LEGACY_MOUNT_POINT } from '../../lib/config-name.js';
 import {
   fingerprintSchema,
   hostSchema,
@@ -16,8 +17,9 @@ export const DEFAULTS = {
   port: '23',
   remotePath: '',
   image: 'filesystem.img',
-  boxMount: '/srv/backup/hetzner-backup-space',
-  mountPoint: '/srv/backup/backup',
+  /** For the default config; another config's are derived from its name (lib/config-name.ts). */
+  boxMount: LEGACY_BOX_MOUNT,
+  mountPoint: LEGACY_MOUNT_POINT,
   sshKey: '/root/.ssh/hbs_ed25519',
   fstab: '/etc/fstab',
   config: '/etc/hbs/config.json',

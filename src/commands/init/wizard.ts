@@ -19,6 +19,7 @@ import type { InitOptions } from '../../steps/init/context.js';
 import { readPinned, scanHostKeys } from '../../steps/init/host-key.js';
 import type { ExistingImageError } from '../../steps/init/image.js';
 import { completeAnswers, fieldSchema, QUESTIONS, validateAnswer, type GivenAnswers } from './answers.js';
+import { placeClash, siblingConfigs } from '../../lib/siblings.js';
 import { crossIssues, DEFAULTS, type InitAnswers, type RawAnswers } from './options.js';
 
 export interface WizardIo {
@@ -153,13 +154,20 @@ export async function interview(given: GivenAnswers, io: WizardIo, flags: { forc
     }
     return out;
   };
+  const others = await siblingConfigs(config);
   const pathCheck =
     (key: 'boxMount' | 'mountPoint' | 'sshKey'): Validate =>
     async (value) => {
       const v = fieldSchema(key).parse(value) as string;
       const clash = crossIssues({ ...knownPaths(), [key]: v }).find((i) => i.involves.includes(key));
       if (clash) return clash.message;
-      return key === 'sshKey' ? true : mountTargetProblem(io.probe, v);
+      if (key === 'sshKey') return true;
+      // Another config in the same directory already mounts something there.
+      for (const o of others) {
+        const taken = placeClash(key === 'boxMount' ? '--box-mount' : '--mount-point', v, o.path, { boxMount: o.cfg.boxMount, fs: { ...o.cfg.filesystem, device: '' } });
+        if (taken) return taken.replace(/^--[a-z-]+ /, '');
+      }
+      return mountTargetProblem(io.probe, v);
     };
   await ask('sshKey', { check: pathCheck('sshKey') });
   const sshKey = fieldSchema('sshKey').parse(a.sshKey) as string;

@@ -10,6 +10,12 @@ import type { InitCtx } from './context.js';
 /** Shown where the UUID of an adopted encrypted image goes in a dry-run that could not open it. */
 const UUID_LATER = '<the ext4 UUID, read once the image is open>';
 
+/** Whether hbs made the SSH key pair: in this run, or as the config already on disk records (same key). */
+function keyMadeByHbs(ctx: InitCtx): boolean {
+  const prior = ctx.state.existingConfig?.ssh;
+  return Boolean(ctx.state.sshKeyMade) || (prior?.generated === true && prior.key === ctx.opts.sshKey);
+}
+
 export function buildConfig(ctx: InitCtx): Config {
   const o = ctx.opts;
   const s = ctx.stack;
@@ -20,7 +26,7 @@ export function buildConfig(ctx: InitCtx): Config {
   return {
     version: CONFIG_VERSION,
     box: { user: o.user, host: o.host, port: o.port, remotePath: o.remotePath },
-    ssh: { key: o.sshKey, knownHosts: s.conn.knownHosts, hostKeyFingerprint: fingerprint },
+    ssh: { key: o.sshKey, knownHosts: s.conn.knownHosts, hostKeyFingerprint: fingerprint, ...(keyMadeByHbs(ctx) ? { generated: true as const } : {}) },
     boxMount: o.boxMount,
     image: {
       name: o.image,

@@ -62,6 +62,8 @@ export interface InitOptions {
 export interface InitState {
   /** The box's host key the person confirmed (or matched --host-key-fingerprint). */
   hostKey?: HostKey;
+  /** hbs made the SSH key pair (in this run, or another config using it records so): the config records it as hbs's own. */
+  sshKeyMade?: boolean;
   /** The config already on disk, if any. */
   existingConfig?: Config;
   image: {

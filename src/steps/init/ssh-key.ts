@@ -21,6 +21,7 @@ export const sshKeyStep: Step<InitCtx> = {
       // The private key is there, its .pub is not: derive it, never replace the key.
       return [{ kind: 'write', path: `${key}.pub`, content: await ctx.probe.publicKeyOf(key), mode: 0o644, how: 'atomic', show: true, what: `the public half of ${key}` }];
     }
+    ctx.state.sshKeyMade = true;
     return [
       { kind: 'mkdir', path: dirname(key), mode: 0o700 },
       { kind: 'run', cmd: { argv: ['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `hbs@${ctx.deps.hostname()}`, '-f', key] } },
