@@ -58,7 +58,7 @@ export interface BackupResult {
   timer?: { service: string; timer: string; dir: string; onCalendar: string; enabled: boolean };
 }
 
-const HINT = 'the snapshot stays .partial and `latest` names the last good one; the next `hbs backup` resumes it';
+const HINT = '`hbs status` shows each layer; a snapshot that was begun stays .partial (`latest` names the last good one) and the next `hbs backup` resumes it';
 
 /** A retention count: a whole number 0–100000. */
 function keepCount(flag: string, value: string | undefined): number | undefined {
