@@ -55,6 +55,7 @@ function lineTap(onLine: (line: string) => void) {
     },
     *final(): Generator<unknown> {
       if (rest) onLine(rest);
+      yield* []; // nothing more to pass on
     },
     binary: true,
   };
