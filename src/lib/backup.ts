@@ -23,6 +23,8 @@ export type Keep = NonNullable<BackupConfig['keep']>;
 export const SNAPSHOTS_DIR = 'snapshots';
 export const LATEST = 'latest';
 export const PARTIAL = '.partial';
+/** A snapshot retention is removing: renamed first, so one cut off halfway never looks complete. */
+export const DELETING = '.deleting';
 /** Per-snapshot figures (rsync's stats), beside the snapshots: never inside one, so a restore never copies them. */
 export const META_DIR = '.hbs-meta';
 

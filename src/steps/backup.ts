@@ -5,6 +5,7 @@ import { EXIT, HbsError } from '../core/errors.js';
 import { CommandError } from '../core/runner.js';
 import type { Check, Step } from '../core/step.js';
 import {
+  DELETING,
   LATEST,
   META_DIR,
   MIN_BOX_FREE,
@@ -231,11 +232,16 @@ export const retentionStep: Step<BackupCtx> = {
   async plan(ctx) {
     const dir = snapshotsDir(ctx.stack.fs.mountPoint);
     const names = await toRemove(ctx);
-    ctx.backup.removed = names;
-    return names.flatMap<Action>((n) => [
-      { kind: 'remove', path: join(dir, n), dir: 'tree', what: n.endsWith(PARTIAL) ? 'an unfinished snapshot' : 'an old snapshot' },
-      ...(n.endsWith(PARTIAL) ? [] : [{ kind: 'remove', path: join(dir, META_DIR, `${n}.json`) } as const]),
-    ]);
+    ctx.backup.removed = names.filter((n) => !n.endsWith(DELETING));
+    return names.flatMap<Action>((n) => {
+      if (n.endsWith(DELETING) || n.endsWith(PARTIAL)) return [{ kind: 'remove', path: join(dir, n), dir: 'tree', what: n.endsWith(PARTIAL) ? 'an unfinished snapshot no run resumes' : 'what a removal cut off left' }];
+      // Renamed first: a removal cut off halfway leaves a .deleting (removed by the next run), never a snapshot that looks complete.
+      return [
+        { kind: 'run', cmd: { argv: ['mv', '--no-target-directory', join(dir, n), join(dir, `${n}${DELETING}`)] } },
+        { kind: 'remove', path: join(dir, `${n}${DELETING}`), dir: 'tree', what: 'an old snapshot' },
+        { kind: 'remove', path: join(dir, META_DIR, `${n}.json`) },
+      ];
+    });
   },
 };
 
@@ -246,7 +252,8 @@ async function toRemove(ctx: BackupCtx): Promise<string[]> {
   // This run's snapshot counts as the newest (in a dry-run it is not there yet).
   const all = [...complete, { name: b.name, time: parseSnapshotName(b.name) ?? ctx.deps.now() }];
   const old = b.keep ? retention(all, b.keep).remove : [];
-  return [...entries.filter((e) => !e.complete).map((e) => e.name), ...old];
+  const cutOff = (await readdir(snapshotsDir(ctx.stack.fs.mountPoint)).catch(() => [] as string[])).filter((n) => n.endsWith(DELETING));
+  return [...cutOff, ...entries.filter((e) => !e.complete).map((e) => e.name), ...old];
 }
 
 /** The record of this run next to the config (`hbs status` shows it): written on success and on failure. */
