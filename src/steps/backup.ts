@@ -76,9 +76,10 @@ export async function snapshotMeta(mountPoint: string, name: string): Promise<(R
 /**
  * Everything that makes writing into the mount point safe, as a list of problems ([] = healthy): the
  * hbs filesystem (our image, ext4) mounted there and answering, writable, this machine's lock, no
- * errors in the superblock or the kernel log, room on the box.
+ * errors in the superblock or the kernel log, room on the box (for about as much as the last
+ * snapshot added, when that is known).
  */
-export async function healthProblems(ctx: StepCtx): Promise<string[]> {
+export async function healthProblems(ctx: StepCtx, o: { expectedBytes?: number } = {}): Promise<string[]> {
   const s = ctx.stack;
   const layers = await inspectStack(ctx.probe, s);
   if (layers.box.state !== 'up') return [`the box: ${layers.box.detail}`];
@@ -93,7 +94,10 @@ export async function healthProblems(ctx: StepCtx): Promise<string[]> {
   const loop = await loopUnder(ctx.probe, s, layers.fs.device);
   const logged = s.fs.uuid ? await ctx.probe.kernelErrors([layers.fs.device, ...(loop && loop !== layers.fs.device ? [loop] : [])], s.fs.uuid) : [];
   if (logged.length) problems.push(`the kernel logged ${logged.length} write errors since the mount: ${logged.at(-1)}`);
-  if (layers.box.freeBytes !== undefined && layers.box.freeBytes < MIN_BOX_FREE) problems.push(`the box has only ${formatSize(layers.box.freeBytes)} free (a backup needs at least ${formatSize(MIN_BOX_FREE)})`);
+  const need = MIN_BOX_FREE + (o.expectedBytes ?? 0);
+  if (layers.box.freeBytes !== undefined && layers.box.freeBytes < need) {
+    problems.push(`the box has only ${formatSize(layers.box.freeBytes)} free (a backup needs at least ${formatSize(MIN_BOX_FREE)}${o.expectedBytes ? ` plus the ${formatSize(o.expectedBytes)} the last snapshot added` : ''})`);
+  }
   const usage = await ctx.probe.usage(s.fs.mountPoint);
   if (usage && usage.free <= 0) problems.push(`the filesystem at ${s.fs.mountPoint} is full`);
   return problems;
@@ -125,7 +129,9 @@ export const healthBeforeStep: Step<BackupCtx> = {
   after: FS_STEPS,
   expect: () => Promise.resolve<Check>({ done: true, detail: 'checked once the stack is up, before rsync writes anything' }),
   async check(ctx) {
-    const problems = await healthProblems(ctx);
+    const last = (await listSnapshots(ctx.stack.fs.mountPoint)).filter((e) => e.complete).at(-1);
+    const added = last ? (await snapshotMeta(ctx.stack.fs.mountPoint, last.name))?.bytesTransferred : undefined;
+    const problems = await healthProblems(ctx, { expectedBytes: added ?? undefined });
     if (problems.length) throw unhealthy('not backing up', problems, '`hbs status` shows each layer; `hbs mount` repairs a broken stack; nothing was written');
     return { done: true, detail: `${ctx.stack.fs.mountPoint}: ext4 of ${ctx.stack.image.path}, writable, no errors, lock ours` };
   },

@@ -132,6 +132,22 @@ describe('hbs backup (fake machine)', () => {
     expect(m.ran).toEqual([]);
   });
 
+  it('room on the box: at least 128 MiB, plus what the last snapshot added', async () => {
+    await upStack();
+    const MiB = 1024 ** 2;
+    await mkdir(join(snaps(), '.hbs-meta'), { recursive: true });
+    await mkdir(join(snaps(), '2025-01-01T000000Z'));
+    await writeFile(join(snaps(), '.hbs-meta', '2025-01-01T000000Z.json'), JSON.stringify({ bytesTransferred: 100 * MiB }));
+    m.world.space.set(sb.boxMount, { totalBytes: GiB, freeBytes: 200 * MiB });
+    const err = (await run({ source: [src] }).done.catch((e: unknown) => e)) as HbsError;
+    expect(err.exitCode).toBe(1);
+    expect(err.message).toMatch(/the box has only 200 MiB free \(a backup needs at least 128 MiB plus the 100 MiB the last snapshot added\)/);
+    expect(m.ran).toEqual([]);
+    m.world.space.set(sb.boxMount, { totalBytes: GiB, freeBytes: 240 * MiB });
+    rsyncWrites();
+    expect((await run({ source: [src] }).done).result).toBe('ok');
+  });
+
   it('something else mounted at the mount point: refused, nothing written', async () => {
     await upStack();
     m.mountFs(sb.mountPoint, '/dev/sdb1');
