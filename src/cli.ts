@@ -143,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
   program
     .command('backup')
     .description('make a snapshot of the sources in the backup filesystem (rsync, hard links for what did not change); brings the stack up first')
-    .option('--source <path>', 'an absolute path to back up (repeat it); kept in the config', collect)
+    .option('--source <path>', 'an absolute path to back up (repeat it); the first run (and --save) keeps the sources in the config', collect)
     .option('--exclude <pattern>', 'an rsync exclude pattern (repeat it), besides the defaults', collect)
     .option('--exclude-from <file>', 'a file of rsync exclude patterns')
     .option('--keep-daily <n>', 'retention: keep the newest snapshot of each of the last N days')

@@ -146,7 +146,7 @@ export async function backupCommand(flags: BackupFlags, io0: CommandIo): Promise
   const ctx: BackupCtx = {
     ...stepCtx(stack, io, m, key),
     cfg,
-    backup: { sources: settings.sources, excludes: [...defaultExcludes({ mountPoint: stack.fs.mountPoint, boxMount: stack.boxMount }), ...settings.excludes], excludeFrom: settings.excludeFrom, keep: settings.keep, name, removed: [] },
+    backup: { sources: settings.sources, excludes: [...defaultExcludes({ mountPoint: stack.fs.mountPoint, boxMount: stack.boxMount }, settings.sources), ...settings.excludes], excludeFrom: settings.excludeFrom, keep: settings.keep, name, removed: [] },
   };
   const exec = executor(io, m.runner, flags, HINT, m.deps);
   if (flags.dryRun) r.info(DRY_RUN_INTRO);

@@ -93,8 +93,13 @@ export const lastBackupSchema = z.object({
 });
 export type LastBackup = z.infer<typeof lastBackupSchema>;
 
-/** Always excluded (anchored at / since rsync runs with --relative): pseudo filesystems, temporary files, mounts, swap. */
-export function defaultExcludes(o: { mountPoint: string; boxMount: string }): string[] {
+/**
+ * Excluded unless named as a source (anchored at / since rsync runs with --relative): pseudo
+ * filesystems, temporary files, mounts, swap. A source below one is copied all the same (rsync
+ * does not filter the directories it implies); a source that is one would be filtered out whole,
+ * so `--source /mnt` drops the `/mnt` exclude.
+ */
+export function defaultExcludes(o: { mountPoint: string; boxMount: string }, sources: readonly string[] = []): string[] {
   return [
     o.mountPoint,
     o.boxMount,
@@ -111,7 +116,7 @@ export function defaultExcludes(o: { mountPoint: string; boxMount: string }): st
     '/swap.img',
     '/var/cache/apt/archives/*.deb',
     'lost+found/',
-  ];
+  ].filter((e) => !sources.includes(e));
 }
 
 export interface RsyncPlan {

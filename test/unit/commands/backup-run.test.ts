@@ -11,6 +11,7 @@ import { HbsError } from '../../../src/core/errors.js';
 import { lastBackupPath, type LastBackup } from '../../../src/lib/backup.js';
 import type { Config } from '../../../src/lib/config.js';
 import { FakeMachine } from '../../support/fake-machine.js';
+import { expectGolden, stableByteCounts } from '../../support/golden.js';
 import { BOX_SOURCE, FIXED_NOW, GiB, makeConfig, makeSandbox, ourLock, putOnBox, testIo, UUID, writeConfig, writeLock, type Sandbox } from '../../support/sandbox.js';
 
 let sb: Sandbox;
@@ -196,5 +197,16 @@ describe('hbs backup (fake machine)', () => {
     expect(out).toMatch(/! ln -sfn 2025-01-02T030405Z /);
     expect(out).toMatch(/! write .*config\.last-backup\.json/);
     await expect(readdir(snaps())).rejects.toThrow();
+  });
+
+  it('golden: the dry-run of a backup with the stack down and retention (test/golden/backup-dry-run.txt)', async () => {
+    await writeConfig(sb, makeConfig(sb, { backup: { sources: [src], excludes: ['*.cache'], excludeFrom: null, keep: { daily: 7, weekly: 4, monthly: 12 } } }));
+    await putOnBox(sb, 'filesystem.img');
+    m.fileSize(sb.image, 10 * GiB, 0);
+    m.ext4(sb.image, UUID);
+    const { io, done } = run({ dryRun: true });
+    await done;
+    expect(m.ran).toEqual([]);
+    await expectGolden('backup-dry-run.txt', stableByteCounts(io.reporter.lines, sb.root), sb.root);
   });
 });

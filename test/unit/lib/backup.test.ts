@@ -92,6 +92,11 @@ describe('rsync', () => {
     const e = defaultExcludes({ mountPoint: '/srv/backup/backup', boxMount: '/srv/backup/box' });
     for (const x of ['/srv/backup/backup', '/srv/backup/box', '/proc', '/sys', '/dev', '/run', '/tmp', '/var/tmp', '/mnt', '/media', '/swapfile']) expect(e).toContain(x);
   });
+  it('a default exclude named as a source is dropped (rsync would filter the source out whole)', () => {
+    const e = defaultExcludes({ mountPoint: '/srv/b', boxMount: '/srv/box' }, ['/tmp', '/etc']);
+    expect(e).not.toContain('/tmp');
+    expect(e).toContain('/var/tmp');
+  });
   it('isInside: a path equal to or below a directory', () => {
     expect(isInside('/srv/b', '/srv/b')).toBe(true);
     expect(isInside('/srv/b/x', '/srv/b/')).toBe(true);
