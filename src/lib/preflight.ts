@@ -46,7 +46,7 @@ export const TOOLS: Record<PreflightCommand, readonly Tool[]> = {
   mount: [...SSH, ...MOUNTS, ...EXT4],
   umount: [{ tool: 'fusermount3', pkg: 'fuse3' }, ...MOUNTS, { tool: 'sync', pkg: 'coreutils' }],
   /** Everything mount needs (a backup brings a stack that is down up first), and rsync. */
-  backup: [...SSH, ...MOUNTS, ...EXT4, { tool: 'rsync', pkg: 'rsync' }, { tool: 'flock', pkg: 'util-linux' }, { tool: 'sync', pkg: 'coreutils' }, { tool: 'mv', pkg: 'coreutils' }],
+  backup: [...SSH, ...MOUNTS, ...EXT4, { tool: 'rsync', pkg: 'rsync' }, { tool: 'flock', pkg: 'util-linux' }, { tool: 'setpriv', pkg: 'util-linux' }, { tool: 'sync', pkg: 'coreutils' }, { tool: 'mv', pkg: 'coreutils' }],
   grow: [
     ...MOUNTS,
     ...EXT4,

@@ -57,6 +57,8 @@ export interface BackupCtx extends StepCtx {
 }
 
 const FS_STEPS = ['box-mount', 'crypt-open', 'fs-mount', 'loop-buffered'];
+/** A child that gets SIGKILL when hbs goes, however it goes (prctl PR_SET_PDEATHSIG, kept across exec). */
+export const DIES_WITH_HBS = ['setpriv', '--pdeathsig', 'KILL', '--'] as const;
 
 /** What is in `<mount point>/snapshots`, oldest first; [] when there is no such directory yet. */
 export async function listSnapshots(mountPoint: string): Promise<SnapshotEntry[]> {
@@ -156,7 +158,8 @@ export const rsyncStep: Step<BackupCtx> = {
     b.partial = join(dir, leftover?.name ?? `${b.name}${PARTIAL}`);
     b.previous = previous?.name;
     if (leftover) ctx.reporter.info(`Resuming ${leftover.name} (left by a run that did not finish): rsync only adds what is missing.`);
-    const argv = rsyncArgv({ sources: b.sources, excludes: b.excludes, excludeFrom: b.excludeFrom, dest: b.partial, linkDest: previous ? join(dir, previous.name) : null });
+    // setpriv --pdeathsig: rsync dies with hbs (kill -9 included) instead of writing on, unlocked, while the next run starts.
+    const argv = [...DIES_WITH_HBS, ...rsyncArgv({ sources: b.sources, excludes: b.excludes, excludeFrom: b.excludeFrom, dest: b.partial, linkDest: previous ? join(dir, previous.name) : null })];
     const onStdoutLine = (line: string): void => {
       const note = progressNote(line);
       if (note) ctx.reporter.progress?.(note);

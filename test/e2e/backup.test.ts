@@ -22,7 +22,7 @@ import type { BackupResult } from '../../src/commands/backup.js';
 import type { SnapshotsReport } from '../../src/commands/snapshots.js';
 import type { StatusReport } from '../../src/lib/status-report.js';
 import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
-import { hbs, teardown } from './helpers.js';
+import { HBS, hbs, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -153,7 +153,7 @@ describe.skipIf(skip !== undefined)('hbs backup', () => {
     const r = await hbs(['backup', '--dry-run', '--config', p.config]);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`^ *! rsync -aHAX --numeric-ids --delete .*--link-dest=${snaps()}/${second} ${src} ${snaps()}/\\S+\\.partial/$`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^ *! setpriv --pdeathsig KILL -- rsync -aHAX --numeric-ids --delete .*--link-dest=${snaps()}/${second} ${src} ${snaps()}/\\S+\\.partial/$`, 'm'));
     expect(r.stdout).toMatch(/^ *! mv --no-target-directory \S+\.partial \S+$/m);
     expect(r.stdout).toMatch(/^ *! ln -sfn \S+ \S+\/latest/m);
     expect(r.stdout).toMatch(/^ *! write .*last-backup\.json/m);
@@ -262,6 +262,40 @@ describe.skipIf(skip !== undefined)('hbs backup', () => {
     expect(r.doc.previous).toMatch(/^\d{4}-/);
     expect(await latest()).toBe(r.doc.snapshot);
   }, 180_000);
+
+  it('kill -9 in the middle of rsync: rsync dies with it, the lock goes; the next run resumes the .partial and completes it', async () => {
+    const good = await latest();
+    await execa('dd', ['if=/dev/urandom', `of=${join(src, 'big')}`, 'bs=1M', 'count=120', 'status=none']);
+    const sum = (f: string) => execa('sha256sum', [f]).then((r) => r.stdout.split(' ')[0]);
+    const want = await sum(join(src, 'big'));
+    await nextSecond();
+    const child = execa(HBS, ['backup', '--config', p.config], { reject: false, env: { NO_COLOR: '1' } });
+    let partial = '';
+    // Until rsync is writing the big file into the .partial (its temporary name starts with .big).
+    for (let i = 0; i < 600 && !partial; i++) {
+      const part = (await readdir(snaps()).catch(() => [] as string[])).find((n) => n.endsWith('.partial'));
+      const inside = part ? await readdir(join(snaps(), part, src)).catch(() => [] as string[]) : [];
+      if (part && inside.some((n) => n.startsWith('.big.'))) partial = part;
+      else await sleep(100);
+    }
+    expect(partial).not.toBe('');
+    process.kill(child.pid!, 'SIGKILL');
+    await child;
+    // rsync (and the children it forked) go with it: nothing writes into the .partial any more.
+    const writers = async () => (await execa('pgrep', ['-f', `${snaps()}/${partial}`], { reject: false })).stdout.trim();
+    for (let i = 0; i < 100 && (await writers()) !== ''; i++) await sleep(100);
+    expect(await writers()).toBe('');
+    expect(await latest()).toBe(good);
+    const r = await backup();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.doc.resumed).toBe(partial);
+    expect(await latest()).toBe(r.doc.snapshot);
+    expect(await sum(join(snaps(), r.doc.snapshot!, src, 'big'))).toBe(want);
+    expect((await readdir(join(snaps(), r.doc.snapshot!, src))).filter((n) => n.startsWith('.big.'))).toEqual([]);
+    expect((await readdir(snaps())).filter((n) => n.endsWith('.partial'))).toEqual([]);
+    await rm(join(src, 'big'));
+  }, 300_000);
 
   it('a run that fills the box exits non-zero; the snapshot stays .partial and `latest` still names the previous one', async () => {
     const good = await latest();

@@ -44,13 +44,13 @@ async function upStack(cfg: Config = makeConfig(sb)): Promise<void> {
 /** The fake rsync: makes the destination with a file in it (as the real one would), prints stats. */
 function rsyncWrites(o: { exitCode?: number; after?: () => void } = {}): void {
   m.onRun = async (line) => {
-    if (!line.startsWith('rsync ')) return;
+    if (!line.startsWith('setpriv --pdeathsig KILL -- rsync ')) return;
     const dest = line.split(' ').at(-1)!;
     await mkdir(join(dest, src), { recursive: true });
     await writeFile(join(dest, src, 'file'), 'data');
     o.after?.();
   };
-  m.failNext(['rsync'], { exitCode: o.exitCode ?? 0, stdout: STATS });
+  m.failNext(['setpriv', '--pdeathsig', 'KILL', '--', 'rsync'], { exitCode: o.exitCode ?? 0, stdout: STATS });
 }
 
 const run = (flags: Partial<BackupFlags> = {}) => {
@@ -66,7 +66,7 @@ describe('hbs backup (fake machine)', () => {
     const r = await run({ source: [src] }).done;
     expect(r).toMatchObject({ result: 'ok', snapshot: NAME, previous: null, files: 3, filesTransferred: 2, bytesTransferred: 10 });
     const cmds = m.ran;
-    expect(cmds[0]).toMatch(new RegExp(`^rsync -aHAX --numeric-ids --delete --relative --partial --info=progress2 --stats --exclude=${sb.mountPoint} --exclude=${sb.boxMount} .* ${src} ${snaps()}/${NAME}\\.partial/$`));
+    expect(cmds[0]).toMatch(new RegExp(`^setpriv --pdeathsig KILL -- rsync -aHAX --numeric-ids --delete --relative --partial --info=progress2 --stats --exclude=${sb.mountPoint} --exclude=${sb.boxMount} .* ${src} ${snaps()}/${NAME}\\.partial/$`));
     expect(cmds[0]).not.toContain('--link-dest');
     expect(cmds.slice(1)).toEqual([`sync -f ${sb.mountPoint}`, `mv --no-target-directory ${snaps()}/${NAME}.partial ${snaps()}/${NAME}`]);
     expect(await readlink(join(snaps(), 'latest'))).toBe(NAME);
@@ -108,7 +108,7 @@ describe('hbs backup (fake machine)', () => {
     expect(err).toBeInstanceOf(HbsError);
     expect(err.exitCode).toBe(1);
     expect(err.message).toMatch(/rsync failed \(exit 11: error in file I\/O/);
-    expect(m.ran.filter((c) => !c.startsWith('rsync'))).toEqual([]);
+    expect(m.ran.filter((c) => !c.startsWith('setpriv --pdeathsig KILL -- rsync '))).toEqual([]);
     expect((await readdir(snaps())).sort()).toEqual(['2025-01-01T000000Z', `${NAME}.partial`, 'latest']);
     expect(await readlink(join(snaps(), 'latest'))).toBe('2025-01-01T000000Z');
     expect(await record()).toMatchObject({ result: 'failed', snapshot: null, exitCode: 1 });
@@ -165,7 +165,7 @@ describe('hbs backup (fake machine)', () => {
     m.ext4(sb.image, UUID);
     rsyncWrites();
     await run({ source: [src] }).done;
-    const order = m.ran.map((c) => c.split(' ')[0]);
+    const order = m.ran.map((c) => (c.startsWith('setpriv ') ? 'rsync' : c.split(' ')[0]));
     expect(order.indexOf('sshfs')).toBeGreaterThanOrEqual(0);
     expect(order.indexOf('mount')).toBeLessThan(order.indexOf('rsync'));
     expect(order.indexOf('sshfs')).toBeLessThan(order.indexOf('mount'));
@@ -191,7 +191,7 @@ describe('hbs backup (fake machine)', () => {
     expect((await done).result).toBe('dry-run');
     expect(m.ran).toEqual([]);
     const out = io.reporter.lines.join('\n');
-    expect(out).toMatch(/! rsync -aHAX /);
+    expect(out).toMatch(/! setpriv --pdeathsig KILL -- rsync -aHAX /);
     expect(out).toMatch(/! sync -f /);
     expect(out).toMatch(/! mv --no-target-directory /);
     expect(out).toMatch(/! ln -sfn 2025-01-02T030405Z /);
