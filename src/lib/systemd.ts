@@ -98,7 +98,8 @@ export const RANDOMIZED_DELAY = '1h';
 const unitPathArg = (p: string): string => execArg(p).replace(/%/g, '%%');
 
 /**
- * The backup service: oneshot, nice and idle I/O (a backup must not slow the machine down). It waits
+ * The backup service: oneshot, nice and at the lowest best-effort I/O priority (a backup must not
+ * slow the machine down; the idle class could starve it for good on a busy disk). It waits
  * for the boot unit when the stack has one. KillMode=process: when `hbs backup` brought the stack up
  * itself, the sshfs it started stays in this unit's cgroup and must outlive the run.
  */
@@ -116,7 +117,8 @@ export function backupServiceText(hbs: readonly string[], configPath: string, o:
     'Type=oneshot',
     `ExecStart=${cmd} --config ${unitPathArg(configPath)} backup`,
     'Nice=10',
-    'IOSchedulingClass=idle',
+    'IOSchedulingClass=best-effort',
+    'IOSchedulingPriority=7',
     'TimeoutStartSec=infinity',
     'KillMode=process',
     '',

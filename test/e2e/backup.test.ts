@@ -279,12 +279,20 @@ describe.skipIf(skip !== undefined)('hbs backup', () => {
       else await sleep(100);
     }
     expect(partial).not.toBe('');
-    process.kill(child.pid!, 'SIGKILL');
-    await child;
-    // rsync (and the children it forked) go with it: nothing writes into the .partial any more.
+    // rsync, hbs's child, stopped first: it cannot finish on its own, only the kernel's SIGKILL ends it.
+    const rsync = (await execa('pgrep', ['-P', String(child.pid), 'rsync'])).stdout.trim().split('\n').map(Number);
+    expect(rsync).toHaveLength(1);
+    process.kill(rsync[0]!, 'SIGSTOP');
     const writers = async () => (await execa('pgrep', ['-f', `${snaps()}/${partial}`], { reject: false })).stdout.trim();
-    for (let i = 0; i < 100 && (await writers()) !== ''; i++) await sleep(100);
-    expect(await writers()).toBe('');
+    try {
+      process.kill(child.pid!, 'SIGKILL');
+      await child;
+      // rsync (and the children it forked) go with it: nothing writes into the .partial any more.
+      for (let i = 0; i < 100 && (await writers()) !== ''; i++) await sleep(100);
+      expect(await writers()).toBe('');
+    } finally {
+      for (const pid of (await writers()).split('\n').filter(Boolean).map(Number)) process.kill(pid, 'SIGKILL');
+    }
     expect(await latest()).toBe(good);
     const r = await backup();
     expect(r.stderr).toBe('');
