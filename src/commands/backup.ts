@@ -207,7 +207,7 @@ export function summary(x: BackupResult): string[] {
   return [
     '',
     `Snapshot ${x.snapshot} ${x.result === 'warning' ? 'complete, with a warning' : 'complete'}: ${x.path}`,
-    `  files      ${n(x.files)} (${n(x.filesTransferred)} copied, the rest hard links to ${x.previous ?? 'nothing: the first snapshot'})`,
+    `  files      ${n(x.files)} (${n(x.filesTransferred)} copied${x.previous ? `, the rest hard links into ${x.previous}` : ': the first snapshot'})`,
     `  data       ${sz(x.totalBytes)} in the snapshot, ${sz(x.bytesTransferred)} new, ${sz(x.bytesSent)} sent by rsync`,
     `  took       ${(x.durationMs / 1000).toFixed(1)} s${x.resumed ? ` (resumed ${x.resumed})` : ''}`,
     ...(x.removed.length ? [`  removed    ${x.removed.join(', ')}`] : []),

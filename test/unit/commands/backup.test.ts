@@ -137,7 +137,8 @@ describe('the summary', () => {
     };
     const s = summary(x).join('\n');
     expect(s).toContain('Snapshot 2026-12-02T183000Z complete: /srv/backup/backup/snapshots/2026-12-02T183000Z');
-    expect(s).toContain('22,640 (226 copied, the rest hard links to 2026-12-01T183000Z)');
+    expect(s).toContain('22,640 (226 copied, the rest hard links into 2026-12-01T183000Z)');
+    expect(summary({ ...x, previous: null }).join('\n')).toContain('22,640 (226 copied: the first snapshot)');
     expect(s).toContain('12.3 s');
     expect(s).toContain('removed    2026-11-01T000000Z');
     expect(s).toMatch(/Restore: rsync -aHAX/);
