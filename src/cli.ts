@@ -165,6 +165,50 @@ async function main(argv: string[]): Promise<number> {
     });
   // --- end grow ----------------------------------------------------------------------------------
 
+  // --- hbs backup / snapshots (docs/backup.md) ---------------------------------------------------
+  const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+  program
+    .command('backup')
+    .description('make a snapshot of the sources in the backup filesystem (rsync, hard links for what did not change); brings the stack up first')
+    .option('--source <path>', 'an absolute path to back up (repeat it); the first run (and --save) keeps the sources in the config', collect)
+    .option('--exclude <pattern>', 'an rsync exclude pattern (repeat it), besides the defaults', collect)
+    .option('--exclude-from <file>', 'a file of rsync exclude patterns')
+    .option('--keep-daily <n>', 'retention: keep the newest snapshot of each of the last N days')
+    .option('--keep-weekly <n>', 'retention: … of each of the last N weeks')
+    .option('--keep-monthly <n>', 'retention: … of each of the last N months')
+    .option('--save', 'keep these sources, excludes and retention in the config (the first run keeps them anyway)')
+    .option('--json', 'print one JSON document (for monitoring)')
+    .option('--install-timer', 'instead of a backup: install a systemd service + timer that runs `hbs backup` for this config (keeps the settings)')
+    .option('--on-calendar <spec>', 'with --install-timer: when (systemd OnCalendar=, default: daily)')
+    .option('--systemd-dir <dir>', 'with --install-timer: where the units go (default: /etc/systemd/system)')
+    .option('-n, --dry-run', 'print every change that would be made; make none')
+    .option('-v, --verbose', 'show each command as it runs')
+    .addHelpText('after', '\nExit codes: 0 done (also when files vanished while rsync ran: a warning), 1 failed (the snapshot stays\n.partial, `latest` unchanged), 2 bad input (nothing changed), 3 missing programs, 75 another backup runs.')
+    .action(async (opts: Record<string, unknown>) => {
+      const config = await existingConfig();
+      const { backupCommand } = await import('./commands/backup.js');
+      try {
+        const result = await backupCommand({ ...opts, config }, await io(opts));
+        if (opts.json) console.log(JSON.stringify(result, null, 2));
+      } catch (err) {
+        if (opts.json) console.log(JSON.stringify({ result: 'failed', exitCode: err instanceof HbsError ? err.exitCode : EXIT.failed, message: err instanceof Error ? err.message : String(err) }, null, 2));
+        throw err;
+      }
+    });
+
+  program
+    .command('snapshots')
+    .description('list the snapshots: time, complete or partial, files, size, what each added')
+    .option('--json', 'print one JSON document')
+    .option('-v, --verbose', 'show each command as it runs')
+    .action(async (opts: { json?: boolean; verbose?: boolean }) => {
+      const config = await existingConfig();
+      const { snapshotsCommand, renderSnapshots } = await import('./commands/snapshots.js');
+      const report = await snapshotsCommand({ ...opts, config }, await io(opts));
+      console.log(opts.json ? JSON.stringify(report, null, 2) : renderSnapshots(report));
+    });
+  // --- end backup / snapshots ----------------------------------------------------------------------
+
   try {
     await program.parseAsync(argv);
     return resultCode;

@@ -1,6 +1,8 @@
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { UsageError } from '../core/errors.js';
 import { MemoryReporter } from '../core/reporter.js';
+import { lastBackupPath, lastBackupSchema, type LastBackup } from '../lib/backup.js';
 import { readConfig } from '../lib/config.js';
 import { siblingConfigs } from '../lib/siblings.js';
 import type { StatusReport } from '../lib/status-report.js';
@@ -17,7 +19,16 @@ export async function statusCommand(flags: CommonFlags, io: CommandIo): Promise<
   await executor(quiet, m.runner, {}, '`hbs status` reads only; re-run it', m.deps).run(ctx, STATUS_STEPS);
   const r = ctx.report as Omit<StatusReport, 'healthy' | 'config'>;
   const body = { box: r.box, image: r.image, filesystem: r.filesystem, space: r.space, fstab: r.fstab, lock: r.lock, encryption: r.encryption, boot: r.boot };
-  return { config: stack.configPath, healthy: isHealthy({ config: stack.configPath, ...body }), ...body };
+  return { config: stack.configPath, healthy: isHealthy({ config: stack.configPath, ...body }), ...body, lastBackup: await readLastBackup(stack.configPath) };
+}
+
+/** The record `hbs backup` leaves next to the config; null before the first run (or when it cannot be read). */
+async function readLastBackup(configPath: string): Promise<LastBackup | null> {
+  try {
+    return lastBackupSchema.parse(JSON.parse(await readFile(lastBackupPath(configPath), 'utf8')));
+  } catch {
+    return null;
+  }
 }
 
 /** `hbs status --all`: one entry per config in the config directory. */

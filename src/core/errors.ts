@@ -4,6 +4,8 @@ export const EXIT = {
   failed: 1,
   usage: 2,
   preflight: 3,
+  /** Another run holds the lock of this config (EX_TEMPFAIL): try again later. */
+  busy: 75,
   aborted: 130,
 } as const;
 

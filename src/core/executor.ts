@@ -1,4 +1,4 @@
-import { lstat, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
+import { lstat, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { describeAction, type Action } from './action.js';
 import { mergeBlock, removeBlock } from './block.js';
@@ -123,8 +123,11 @@ export class Executor {
         await ensureDir(dirname(a.path), 0o755);
         const st = await lstat(a.path).catch(() => undefined);
         if (st && !st.isSymbolicLink()) throw new Error(`${a.path} exists and is not a symbolic link; hbs leaves it alone`);
-        if (st) await rm(a.path);
-        await symlink(a.target, a.path);
+        // Made beside and renamed over the old one: whoever follows the link sees the old target or the new, never none.
+        const tmp = `${a.path}.hbs-tmp-${process.pid}`;
+        await rm(tmp, { force: true });
+        await symlink(a.target, tmp);
+        await rename(tmp, a.path);
         return;
       }
       case 'task':

@@ -40,10 +40,23 @@ export class RealRunner implements Runner {
   }
 }
 
-/** An execa line transform that shows each stdout line to `onLine` and passes it on unchanged. */
+/**
+ * An execa transform that shows each stdout line to `onLine` and passes the bytes on unchanged. A
+ * carriage return ends a line too: progress meters (rsync --info=progress2) redraw with \r.
+ */
 function lineTap(onLine: (line: string) => void) {
-  return function* (line: unknown): Generator<unknown> {
-    onLine(String(line));
-    yield line;
+  let rest = '';
+  return {
+    *transform(chunk: unknown): Generator<unknown> {
+      const parts = (rest + Buffer.from(chunk as Uint8Array).toString('utf8')).split(/[\r\n]/);
+      rest = parts.pop() ?? '';
+      for (const p of parts) if (p) onLine(p);
+      yield chunk;
+    },
+    *final(): Generator<unknown> {
+      if (rest) onLine(rest);
+      yield* []; // nothing more to pass on
+    },
+    binary: true,
   };
 }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { HbsError, EXIT } from '../core/errors.js';
 import { formatIssues } from './validate.js';
+import { backupConfigSchema } from './backup.js';
 
 export const CONFIG_VERSION = 1;
 
@@ -62,6 +63,8 @@ export const configSchema = z.object({
    * the lock). Absent in configs written before it existed: as null.
    */
   systemd: z.object({ dir: z.string().min(1) }).nullable().optional(),
+  /** What `hbs backup` backs up and keeps (docs/backup.md); absent until the first backup or `--save`. */
+  backup: backupConfigSchema.optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;

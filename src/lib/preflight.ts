@@ -6,7 +6,7 @@ import { delimiter, join } from 'node:path';
  * Debian package that brings each) and kernel devices. A dry-run needs the same: it reads the same
  * state (mounts, loop devices, the box mount) with the same programs, and that state is root's.
  */
-export type PreflightCommand = 'init' | 'mount' | 'umount' | 'grow' | 'uninstall';
+export type PreflightCommand = 'init' | 'mount' | 'umount' | 'grow' | 'uninstall' | 'backup';
 
 type Tool = { tool: string; pkg: string };
 
@@ -47,6 +47,8 @@ export const TOOLS: Record<PreflightCommand, readonly Tool[]> = {
   umount: [{ tool: 'fusermount3', pkg: 'fuse3' }, ...MOUNTS, { tool: 'sync', pkg: 'coreutils' }],
   // The way down, as umount (--remove-box-key and --delete-image also mount the box, with init's sshfs).
   uninstall: [{ tool: 'fusermount3', pkg: 'fuse3' }, ...MOUNTS, { tool: 'sync', pkg: 'coreutils' }],
+  /** Everything mount needs (a backup brings a stack that is down up first), and rsync. */
+  backup: [...SSH, ...MOUNTS, ...EXT4, { tool: 'rsync', pkg: 'rsync' }, { tool: 'flock', pkg: 'util-linux' }, { tool: 'setpriv', pkg: 'util-linux' }, { tool: 'sync', pkg: 'coreutils' }, { tool: 'mv', pkg: 'coreutils' }],
   grow: [
     ...MOUNTS,
     ...EXT4,
@@ -105,7 +107,7 @@ export async function preflight(command: PreflightCommand, o: { encrypted: boole
     seen.add(tool);
     if (!(await which(tool, d.pathEnv))) missing.push({ what: `the program ${tool}`, pkg });
   }
-  if (command === 'init' || command === 'mount') {
+  if (command === 'init' || command === 'mount' || command === 'backup') {
     if (!(await d.exists('/dev/fuse'))) missing.push({ what: 'the FUSE device /dev/fuse', fix: 'modprobe fuse' });
     if (!(await d.exists('/dev/loop-control')) && !(await d.exists('/sys/module/loop'))) missing.push({ what: 'loop device support', fix: 'modprobe loop' });
   }

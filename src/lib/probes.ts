@@ -76,6 +76,8 @@ export interface Probes {
    * it fails too); the kernel log has them at once.
    */
   kernelErrors(devices: readonly string[], uuid: string): Promise<string[]>;
+  /** Whether systemd takes an OnCalendar= spec (`systemd-analyze calendar`): its normalised form, or why not; undefined when systemd-analyze is missing. */
+  calendar(spec: string): Promise<{ ok: true; normalized: string } | { ok: false; why: string } | undefined>;
 }
 
 export interface MountInfo {
@@ -282,6 +284,12 @@ export function commandProbes(runner: Runner, mkTempDir: (prefix: string) => Pro
       const names = await Promise.all(devices.map(async (d) => basename(await realpath(d).catch(() => d))));
       const r = await run(['dmesg']);
       return r.exitCode === 0 ? kernelErrorsIn(r.stdout, names, uuid) : [];
+    },
+    async calendar(spec) {
+      const r = await run(['systemd-analyze', 'calendar', spec]);
+      if (r.exitCode !== 0 && /ENOENT|not found/i.test(r.stderr) && !r.stdout) return undefined;
+      if (r.exitCode !== 0) return { ok: false, why: r.stderr.trim().split('\n').at(-1) ?? `exit ${r.exitCode}` };
+      return { ok: true, normalized: /Normalized form: (.*)/.exec(r.stdout)?.[1]?.trim() ?? spec };
     },
   };
 }

@@ -1,3 +1,5 @@
+import type { LastBackup } from './backup.js';
+
 /** `hbs status --json`: stable keys, documented in docs/status-json.md. */
 export interface StatusReport {
   config: string;
@@ -76,5 +78,7 @@ export interface StatusReport {
     /** With --luks-unattended: the crypttab that should hold the hbs line opening the mapping at boot; else null. */
     crypttab: { path: string; present: boolean } | null;
   } | null;
+  /** The last `hbs backup` run (time, result, snapshot; docs/backup.md); null before the first. It does not count for `healthy`. */
+  lastBackup?: LastBackup | null;
 }
 

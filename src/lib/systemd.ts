@@ -95,3 +95,77 @@ export function templateText(hbs: readonly string[]): string {
     '',
   ].join('\n');
 }
+
+/**
+ * The units `hbs backup --install-timer` writes for one config: a service that runs `hbs backup` and
+ * the timer that starts it. Named after the config (as the boot unit's instance is), so every unit of
+ * a config is known from its path: see configUnits.
+ */
+export function backupUnitNames(configPath: string): { service: string; timer: string } {
+  const base = `hbs-backup@${escapePath(configPath)}`;
+  return { service: `${base}.service`, timer: `${base}.timer` };
+}
+
+/** Every unit file hbs may have written for a config (the boot instance is a link to the shared template). */
+export function configUnits(configPath: string): { unit: string; wantedBy: string }[] {
+  const b = backupUnitNames(configPath);
+  return [
+    { unit: unitName(configPath), wantedBy: WANTED_BY },
+    { unit: b.service, wantedBy: '' },
+    { unit: b.timer, wantedBy: TIMERS_TARGET },
+  ];
+}
+
+export const TIMERS_TARGET = 'timers.target';
+export const DEFAULT_ON_CALENDAR = 'daily';
+/** Spreads the start over an hour: boxes in one data centre are not all hit at midnight. */
+export const RANDOMIZED_DELAY = '1h';
+
+/** A path in a unit file: `%` is a specifier there. */
+const unitPathArg = (p: string): string => execArg(p).replace(/%/g, '%%');
+
+/**
+ * The backup service: oneshot, nice and at the lowest best-effort I/O priority (a backup must not
+ * slow the machine down; the idle class could starve it for good on a busy disk). It waits
+ * for the boot unit when the stack has one. KillMode=process: when `hbs backup` brought the stack up
+ * itself, the sshfs it started stays in this unit's cgroup and must outlive the run.
+ */
+export function backupServiceText(hbs: readonly string[], configPath: string, o: { bootUnit: boolean }): string {
+  const cmd = hbs.map(unitPathArg).join(' ');
+  const after = ['network-online.target', ...(o.bootUnit ? [unitName(configPath)] : [])];
+  return [
+    `# Written by hbs (hbs backup --install-timer) for ${configPath}`,
+    '[Unit]',
+    `Description=hbs: back up into the filesystem of ${configPath.replace(/%/g, '%%')}`,
+    'Wants=network-online.target',
+    `After=${after.join(' ')}`,
+    '',
+    '[Service]',
+    'Type=oneshot',
+    `ExecStart=${cmd} --config ${unitPathArg(configPath)} backup`,
+    'Nice=10',
+    'IOSchedulingClass=best-effort',
+    'IOSchedulingPriority=7',
+    'TimeoutStartSec=infinity',
+    'KillMode=process',
+    '',
+  ].join('\n');
+}
+
+/** The timer (it starts the service of its own name): Persistent (a run missed while the machine was off is made up at the next boot), randomised delay. */
+export function backupTimerText(configPath: string, onCalendar: string): string {
+  return [
+    `# Written by hbs (hbs backup --install-timer) for ${configPath}`,
+    '[Unit]',
+    `Description=hbs: scheduled backup into the filesystem of ${configPath.replace(/%/g, '%%')}`,
+    '',
+    '[Timer]',
+    `OnCalendar=${onCalendar}`,
+    'Persistent=true',
+    `RandomizedDelaySec=${RANDOMIZED_DELAY}`,
+    '',
+    '[Install]',
+    `WantedBy=${TIMERS_TARGET}`,
+    '',
+  ].join('\n');
+}

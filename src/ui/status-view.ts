@@ -49,6 +49,16 @@ export function renderStatus(r: StatusReport, colour: boolean): string {
             (r.encryption.crypttab ? `; boot line in ${r.encryption.crypttab.path} ${r.encryption.crypttab.present ? 'present' : 'MISSING'}` : ''),
         ]
       : []),
+    ...(r.lastBackup !== undefined
+      ? [
+          `${'backup'.padEnd(11)} ` +
+            (r.lastBackup === null
+              ? `${c.dim('none'.padEnd(8))} no \`hbs backup\` run recorded yet`
+              : `${mark(r.lastBackup.result !== 'failed', r.lastBackup.result)} last run ${r.lastBackup.time}` +
+                (r.lastBackup.snapshot ? `: snapshot ${r.lastBackup.snapshot}` : '') +
+                (r.lastBackup.message ? ` — ${r.lastBackup.message}` : '')),
+        ]
+      : []),
     '',
     r.healthy ? c.green('healthy') : c.red('NOT healthy') + nextStep(r),
   ];

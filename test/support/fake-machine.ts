@@ -337,6 +337,7 @@ export class FakeMachine implements Runner {
     canResizeOnline: () => Promise.resolve(this.world.canResizeOnline),
     systemdRunning: () => Promise.resolve(this.world.systemd),
     kernelErrors: (_devices, uuid) => Promise.resolve(this.world.kernelErrors.get(uuid) ?? []),
+    calendar: (spec) => Promise.resolve(/^(daily|weekly|hourly|\*-\*-\* \d\d:\d\d(:\d\d)?)$/.test(spec) ? { ok: true as const, normalized: spec } : { ok: false as const, why: `Failed to parse calendar specification '${spec}'` }),
   };
 
   // --- commands ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { statusCommand } from '../../../src/commands/status.js';
+import { lastBackupPath } from '../../../src/lib/backup.js';
 import { formatBlock } from '../../../src/core/block.js';
 import type { Config } from '../../../src/lib/config.js';
 import type { StatusReport } from '../../../src/lib/status-report.js';
@@ -111,16 +112,31 @@ describe('hbs status', () => {
       lock: { state: 'ours', hostname: 'testhost', machineId: '0f1e2d3c4b5a69788796a5b4c3d2e1f0', pid: 111, time: '2024-12-31T23:00:00.000Z' },
       encryption: null,
       boot: { state: 'fstab', unit: null, path: null },
+      lastBackup: null,
     } satisfies StatusReport);
     // findmnt --verify sees only the block's lines, not the rest of the system's fstab.
     expect(verified).toEqual([`sshfs#${SOURCE} ${sb.boxMount} fuse.sshfs reconnect,nofail 0 0\n${sb.image} ${sb.mountPoint} ext4 loop,noatime,nofail 0 0\n`]);
     expect(m.ran).toEqual([]);
   });
 
+  it('shows the last backup from the record next to the config (it does not count for healthy)', async () => {
+    await upStack();
+    expect((await status()).lastBackup).toBeNull();
+    expect(renderStatus(await status(), false)).toMatch(/^backup +none +no `hbs backup` run recorded yet$/m);
+    const rec = { time: '2026-12-02T18:30:00.000Z', result: 'failed', snapshot: null, exitCode: 1, message: 'rsync failed (exit 11)', durationMs: 10, files: null, bytesTransferred: null };
+    await writeFile(lastBackupPath(sb.config), JSON.stringify(rec));
+    const r = await status();
+    expect(r.lastBackup).toEqual(rec);
+    expect(r.healthy).toBe(true);
+    expect(renderStatus(r, false)).toMatch(/^backup +failed +last run 2026-12-02T18:30:00.000Z — rsync failed \(exit 11\)$/m);
+    await writeFile(lastBackupPath(sb.config), JSON.stringify({ ...rec, result: 'ok', snapshot: '2026-12-02T183000Z', message: null }));
+    expect(renderStatus(await status(), false)).toMatch(/^backup +ok +last run 2026-12-02T18:30:00.000Z: snapshot 2026-12-02T183000Z$/m);
+  });
+
   it('keeps the JSON keys stable; a down report has the very same keys (nulls, not missing keys)', async () => {
     await upStack();
     const report = await status();
-    expect(Object.keys(report)).toEqual(['config', 'healthy', 'box', 'image', 'filesystem', 'space', 'fstab', 'lock', 'encryption', 'boot']);
+    expect(Object.keys(report)).toEqual(['config', 'healthy', 'box', 'image', 'filesystem', 'space', 'fstab', 'lock', 'encryption', 'boot', 'lastBackup']);
     expect(keyPaths(report)).toEqual([
       'config',
       'healthy',
@@ -173,6 +189,7 @@ describe('hbs status', () => {
       'boot.state',
       'boot.unit',
       'boot.path',
+      'lastBackup',
     ]);
     // Down, the parts that need the stack up are null — there, not missing.
     const down = new FakeMachine();
@@ -212,6 +229,7 @@ describe('hbs status', () => {
       lock: { state: 'unknown', ...NO_LOCK },
       encryption: null,
       boot: { state: 'fstab', unit: null, path: null },
+      lastBackup: null,
     } satisfies StatusReport);
   });
 

@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -225,6 +225,18 @@ describe('Executor: files, for real', () => {
     await chmod(join(dir, 'keep'), 0o711);
     await apply([{ kind: 'mkdir', path: join(dir, 'keep'), mode: 0o755 }]);
     expect(await mode(join(dir, 'keep'))).toBe(0o711);
+  });
+
+  it('symlink: replaces a link by a rename (never a moment without one), no temporary left; refuses a file', async () => {
+    const link = join(dir, 'latest');
+    await apply([{ kind: 'symlink', path: link, target: 'one' }]);
+    expect(await readlink(link)).toBe('one');
+    await apply([{ kind: 'symlink', path: link, target: 'two' }]);
+    expect(await readlink(link)).toBe('two');
+    expect(await readdir(dir)).toEqual(['latest']);
+    await writeFile(join(dir, 'file'), 'x');
+    await expect(apply([{ kind: 'symlink', path: join(dir, 'file'), target: 'two' }])).rejects.toThrow(/is not a symbolic link/);
+    expect(await readFile(join(dir, 'file'), 'utf8')).toBe('x');
   });
 
   it('write atomic: the exact mode whatever the umask, no temporary file left; with backup, the old content kept beside it', async () => {

@@ -154,6 +154,13 @@ describe('RealRunner', () => {
     expect(sid2).not.toBe(pid2);
   });
 
+  it('shows stdout lines as they come, a carriage return ending one too (progress meters), and returns stdout unchanged', async () => {
+    const lines: string[] = [];
+    const r = await new RealRunner().run({ argv: ['printf', '10%%\\r20%%\\rdone\\nstats: 3\\nlast'], write: false, onStdoutLine: (l) => lines.push(l) });
+    expect(lines).toEqual(['10%', '20%', 'done', 'stats: 3', 'last']);
+    expect(r.stdout).toBe('10%\r20%\rdone\nstats: 3\nlast');
+  });
+
   const SECRET = 'hunter2-S3cret';
 
   it('passes stdin and keeps the final newline', async () => {
