@@ -90,6 +90,24 @@ export const boxKeyRemoveStep: Step<UninstallCtx> = {
   },
 };
 
+/**
+ * After the way down: a filesystem detached lazily (--force) still uses the box, so nothing it needs
+ * is removed yet — the config least of all. Stops the run; a re-run once its users let go finishes.
+ */
+export const downFirstStep: Step<UninstallCtx> = {
+  id: 'down',
+  title: 'The stack is down',
+  check(ctx) {
+    if (ctx.found.lazy) {
+      return Promise.reject(
+        new HbsError(`${ctx.stack.fs.mountPoint} was detached lazily and is still in use: the box stays mounted for it, and nothing is removed yet`, EXIT.failed, 're-run `hbs uninstall` once the processes using it have finished'),
+      );
+    }
+    return Promise.resolve(gone('nothing of it is mounted or open'));
+  },
+  plan: () => Promise.resolve([]),
+};
+
 /** --delete-image (after the name was typed): the image on the box, once nothing uses it; needs the box mounted. */
 export const imageDeleteStep: Step<UninstallCtx> = {
   id: 'image-delete',
