@@ -13,6 +13,7 @@ import {
   boxKeyRemoveStep,
   configRemoveStep,
   crypttabRemoveStep,
+  downFirstStep,
   fstabRemoveStep,
   imageDeleteStep,
   keptKeyRemoveStep,
@@ -55,6 +56,7 @@ export function uninstallSteps(stack: Stack, flags: Pick<UninstallFlags, 'remove
     // Before the box goes (and before the local key does): the key itself logs in to remove itself.
     ...(flags.removeBoxKey ? [boxKeyRemoveStep] : []),
     ...way,
+    downFirstStep,
     unitsRemoveStep,
     ...(stack.crypt?.crypttab ? [crypttabRemoveStep] : []),
     fstabRemoveStep,

@@ -1,10 +1,11 @@
 import { readdir, readFile, readlink, rmdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Action } from '../core/action.js';
 import { hasBlock } from '../core/block.js';
 import { EXIT, HbsError } from '../core/errors.js';
 import { dirState, exists, readTextIfExists, replaceFile } from '../core/files.js';
 import type { Check, Step } from '../core/step.js';
+import { configName, pathDefaults } from '../lib/config-name.js';
 import type { Config } from '../lib/config.js';
 import { knownHostsName, pinnedKeys, unpinHost } from '../lib/host-keys.js';
 import { inspectBox } from '../lib/inspect.js';
@@ -88,6 +89,24 @@ export const boxKeyRemoveStep: Step<UninstallCtx> = {
       },
     ];
   },
+};
+
+/**
+ * After the way down: a filesystem detached lazily (--force) still uses the box, so nothing it needs
+ * is removed yet — the config least of all. Stops the run; a re-run once its users let go finishes.
+ */
+export const downFirstStep: Step<UninstallCtx> = {
+  id: 'down',
+  title: 'The stack is down',
+  check(ctx) {
+    if (ctx.found.lazy) {
+      return Promise.reject(
+        new HbsError(`${ctx.stack.fs.mountPoint} was detached lazily and is still in use: the box stays mounted for it, and nothing is removed yet`, EXIT.failed, 're-run `hbs uninstall` once the processes using it have finished'),
+      );
+    }
+    return Promise.resolve(gone('nothing of it is mounted or open'));
+  },
+  plan: () => Promise.resolve([]),
 };
 
 /** --delete-image (after the name was typed): the image on the box, once nothing uses it; needs the box mounted. */
@@ -278,7 +297,8 @@ export const mountDirsRemoveStep: Step<UninstallCtx> = {
   },
   expect: (ctx) => Promise.resolve({ done: false, detail: `${ctx.stack.fs.mountPoint} and ${ctx.stack.boxMount}, if empty` }),
   async plan(ctx, pending) {
-    const dirs = pending?.length ? [ctx.stack.fs.mountPoint, ctx.stack.boxMount] : await emptyDirs(ctx);
+    const own = ownParent(ctx);
+    const dirs = pending?.length ? [ctx.stack.fs.mountPoint, ctx.stack.boxMount, ...(own ? [own] : [])] : await emptyDirs(ctx);
     return dirs.map((path): Action => ({ kind: 'remove', path, dir: 'empty', what: 'an empty mount point' }));
   },
 };
@@ -289,7 +309,20 @@ async function emptyDirs(ctx: UninstallCtx): Promise<string[]> {
     if ((await ctx.probe.mountAt(d)) !== undefined) continue;
     if ((await dirState(d).catch(() => 'full')) === 'empty') out.push(d);
   }
+  // The directory the defaults of NAME.json put both in (/srv/backup/NAME), once nothing else is in it.
+  const own = ownParent(ctx);
+  if (own) {
+    const left = await readdir(own).catch(() => undefined);
+    if (left?.every((e) => out.includes(join(own, e)))) out.push(own);
+  }
   return out;
+}
+
+/** /srv/backup/NAME when both mount points are the ones derived for this config's name (hbs made it). */
+function ownParent(ctx: UninstallCtx): string | undefined {
+  const d = pathDefaults(ctx.stack.configPath);
+  const parent = dirname(d.mountPoint);
+  return configName(ctx.stack.configPath) !== undefined && ctx.stack.fs.mountPoint === d.mountPoint && ctx.stack.boxMount === d.boxMount ? parent : undefined;
 }
 
 /** Last: the config (and the record of an interrupted init). Until it goes, a re-run knows everything. */

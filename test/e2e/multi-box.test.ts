@@ -196,6 +196,8 @@ describe.skipIf(skip !== undefined)('two configs on one server, and hbs uninstal
     expect((await readdir(etc)).filter((f) => !f.startsWith('logs'))).toEqual([]);
     expect(await exists(key)).toBe(false);
     expect(await readdir(join(t, 'systemd'), { recursive: true })).toEqual(['multi-user.target.wants']);
+    // The directories hbs made for the derived mount points, /srv/backup/NAME included.
+    for (const n of [names.a, names.b]) expect(await exists(`/srv/backup/${n}`)).toBe(false);
     // The images stay on the boxes.
     for (const box of [boxA, boxB]) expect(await exists(join(box.home, 'filesystem.img'))).toBe(true);
   });

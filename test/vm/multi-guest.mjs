@@ -47,7 +47,7 @@ const source = (mp) => sh('findmnt', ['-n', '-o', 'SOURCE', mp], { stdio: ['igno
 try {
   // 1. two encrypted inits, same image name, derived names.
   for (const n of ['a', 'b']) {
-    const r = must(`init.${n}`, hbs([...where(n), '--encrypt', ...CHEAP_KDF, '--size', '1G', '--force', ...(n === 'a' ? unattended : [])], PASS[n] + '\n', { HBS_BOX_PASSWORD: boxes[n].password }));
+    const r = must(`init.${n}`, hbs([...where(n), '--encrypt', ...CHEAP_KDF, '--size', '160M', ...(n === 'a' ? unattended : [])], PASS[n] + '\n', { HBS_BOX_PASSWORD: boxes[n].password }));
     if (r.code !== 0) console.log(r.stdout);
     out(`${n}.encryption`, mapper(n));
     out(`${n}.mounted`, source(mountPoint(n)));

@@ -286,6 +286,24 @@ describe('hbs uninstall', () => {
     expect(await exists(sb.config)).toBe(false);
   });
 
+  it('--force on a busy filesystem: detached lazily, then it stops before removing anything (exit 1); a re-run once it is free finishes', async () => {
+    await installed(fullConfig());
+    m.world.holders.set(sb.mountPoint, [{ pid: 4242, command: 'rsync', via: 'cwd' }]);
+    m.failNext(['umount'], { exitCode: 32, stderr: `umount: ${sb.mountPoint}: target is busy.` });
+    const err = await rejection(uninstall({ yes: true, force: true }));
+    expect(err.exitCode).toBe(EXIT.failed);
+    expect(err.message).toContain('detached lazily and is still in use');
+    expect(m.world.mounts.has(sb.boxMount)).toBe(true);
+    expect(await exists(sb.config)).toBe(true);
+    expect(await readFile(sb.fstab, 'utf8')).not.toBe(ORIGINAL_FSTAB);
+    // Its users are gone: the next run takes the rest down and removes everything.
+    m.world.holders.clear();
+    await uninstall({ yes: true });
+    expect(m.world.mounts.size).toBe(0);
+    expect(await readFile(sb.fstab, 'utf8')).toBe(ORIGINAL_FSTAB);
+    expect(await exists(sb.config)).toBe(false);
+  });
+
   it('no config: says what it cannot know, exit 2', async () => {
     const err = await rejection(uninstall({ yes: true }));
     expect(err.exitCode).toBe(EXIT.usage);
