@@ -72,7 +72,12 @@ function keepCount(flag: string, value: string | undefined): number | undefined 
  * value exits 2 naming it). `save`: what goes into the config (--save, --install-timer, or a config
  * without backup settings yet), else undefined.
  */
-export async function resolveSettings(flags: BackupFlags, cfg: Config, stack: Stack): Promise<{ settings: BackupConfig; save: BackupConfig | undefined }> {
+export async function resolveSettings(
+  flags: BackupFlags,
+  cfg: Config,
+  stack: Stack,
+  timer?: { dir: string; onCalendar: string },
+): Promise<{ settings: BackupConfig; save: BackupConfig | undefined }> {
   const kept = cfg.backup;
   const rawSources = flags.source?.length ? flags.source : kept?.sources;
   if (!rawSources?.length) throw new UsageError('nothing to back up: give --source PATH (absolute; repeat it for more)', 'the sources are kept in the config for later runs (see `hbs backup --help`)');
@@ -101,7 +106,7 @@ export async function resolveSettings(flags: BackupFlags, cfg: Config, stack: St
   const counts = { daily: keepCount('--keep-daily', flags.keepDaily), weekly: keepCount('--keep-weekly', flags.keepWeekly), monthly: keepCount('--keep-monthly', flags.keepMonthly) };
   const given = Object.values(counts).some((n) => n !== undefined);
   const keep: Keep | null = given ? { daily: counts.daily ?? 0, weekly: counts.weekly ?? 0, monthly: counts.monthly ?? 0 } : (kept?.keep ?? null);
-  const settings: BackupConfig = { sources, excludes, excludeFrom, keep };
+  const settings: BackupConfig = { sources, excludes, excludeFrom, keep, timer: flags.installTimer && timer ? { dir: timer.dir, onCalendar: timer.onCalendar } : (kept?.timer ?? null) };
   const save = flags.save || flags.installTimer || !kept ? settings : undefined;
   return { settings, save };
 }
@@ -137,8 +142,8 @@ export async function backupCommand(flags: BackupFlags, io0: CommandIo): Promise
   await requireReady('backup', Boolean(stack.crypt), io);
   const m = machine(io, Boolean(flags.verbose));
   const start = m.deps.now();
-  const { settings, save } = await resolveSettings(flags, cfg, stack);
   const timer = await timerTarget(flags, m.probes);
+  const { settings, save } = await resolveSettings(flags, cfg, stack, timer);
   const name = snapshotName(start);
   const key = stack.crypt
     ? keySourceFor(stack.image.path, {}, { unattendedKeyFile: stack.crypt.unattendedKeyFile, prompter: undefined, readStdinBytes: io.readStdinBytes, defer: Boolean(flags.dryRun) })

@@ -103,9 +103,10 @@ export async function uninstallCommand(flags: UninstallFlags, io: CommandIo): Pr
   await requireReady('uninstall', Boolean(stack.crypt), io);
 
   const m = machine(io, Boolean(flags.verbose));
-  const dir = flags.systemdDir ? resolve(flags.systemdDir) : cfg.systemd?.dir;
-  const running = dir ? await m.probes.systemdRunning() : false;
-  const base = { cfg, systemd: dir ? { dir, live: running && dir === DEFAULT_SYSTEMD_DIR } : null, siblings };
+  // The boot unit's directory and the backup timer's (or the one --systemd-dir names).
+  const dirs = flags.systemdDir ? [resolve(flags.systemdDir)] : [...new Set([cfg.systemd?.dir, cfg.backup?.timer?.dir].filter((d): d is string => Boolean(d)))];
+  const running = dirs.length ? await m.probes.systemdRunning() : false;
+  const base = { cfg, systemd: dirs.map((dir) => ({ dir, live: running && dir === DEFAULT_SYSTEMD_DIR })), siblings };
   const facts: UninstallFacts = { ...base, keepSshKey: keepSshKeyReason(base, flags) };
   const steps = uninstallSteps(stack, flags);
   const ctxFor = (reporter: CommandIo['reporter']): UninstallCtx => ({ ...stepCtx(stack, { ...io, reporter }, m), u: facts });

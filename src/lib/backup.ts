@@ -15,6 +15,8 @@ export const backupConfigSchema = z.object({
   excludeFrom: z.string().startsWith('/').nullable().default(null),
   /** Retention; null: keep every snapshot. */
   keep: z.object({ daily: z.number().int().min(0), weekly: z.number().int().min(0), monthly: z.number().int().min(0) }).nullable().default(null),
+  /** Where `--install-timer` put the units and when they run (`hbs uninstall` removes them from there); null: no timer. */
+  timer: z.object({ dir: z.string().startsWith('/'), onCalendar: z.string().min(1) }).nullable().default(null),
 });
 
 export type BackupConfig = z.infer<typeof backupConfigSchema>;

@@ -9,6 +9,7 @@ import { configName, pathDefaults } from '../lib/config-name.js';
 import type { Config } from '../lib/config.js';
 import { knownHostsName, pinnedKeys, unpinHost } from '../lib/host-keys.js';
 import { inspectBox } from '../lib/inspect.js';
+import { backupLockPath, lastBackupPath } from '../lib/backup.js';
 import { intentPath } from '../lib/intent.js';
 import { parseOpenSshPublicKey, removeFromAuthorizedKeys } from '../lib/rfc4716.js';
 import { sshfsMountCmd } from '../lib/ssh.js';
@@ -23,8 +24,11 @@ import type { StepCtx } from './context.js';
  */
 export interface UninstallFacts {
   cfg: Config;
-  /** Where its units are, and whether systemd runs there (then they are stopped and systemd reloaded). */
-  systemd: { dir: string; live: boolean } | null;
+  /**
+   * Where its units are (the boot unit's directory, the backup timer's, --systemd-dir), and whether
+   * systemd runs there (then they are stopped and systemd reloaded). Empty: the config has none.
+   */
+  systemd: readonly { dir: string; live: boolean }[];
   /** The other configs in the same directory: what they still use stays. */
   siblings: readonly { path: string; cfg: Config }[];
   /** Why the SSH key pair stays (--keep-key, not made by hbs, another config uses it); undefined: it goes. */
@@ -170,33 +174,35 @@ export const unitsRemoveStep: Step<UninstallCtx> = {
   id: 'units',
   title: 'systemd units of this config',
   async check(ctx) {
-    const sd = ctx.u.systemd;
-    if (!sd) return gone('none (the config has no systemd units)');
-    const files = [...(await unitFilesOf(sd.dir, ctx.stack.configPath)), ...(await unusedTemplates(sd.dir, ctx))];
-    return files.length ? { done: false, detail: `${files.length} file(s) removed from ${sd.dir}` } : gone(`none left in ${sd.dir}`);
+    if (!ctx.u.systemd.length) return gone('none (the config has no systemd units)');
+    let count = 0;
+    for (const sd of ctx.u.systemd) count += (await unitFilesOf(sd.dir, ctx.stack.configPath)).length + (await unusedTemplates(sd.dir, ctx)).length;
+    const dirs = ctx.u.systemd.map((sd) => sd.dir).join(', ');
+    return count ? { done: false, detail: `${count} file(s) removed from ${dirs}` } : gone(`none left in ${dirs}`);
   },
   async plan(ctx) {
-    const sd = ctx.u.systemd!;
-    const files = await unitFilesOf(sd.dir, ctx.stack.configPath);
-    const units = [...new Set(files.map((f) => f.split('/').pop()!))];
     const actions: Action[] = [];
-    if (sd.live && units.length) {
-      actions.push({
-        kind: 'run',
-        cmd: { argv: ['systemctl', 'stop', ...units], allowFail: true, timeoutMs: 600_000 },
-        // 5: a unit systemd has not loaded (a link without its template): nothing to stop.
-        then: (r) => {
-          if (r.exitCode !== 0 && r.exitCode !== 5) throw new HbsError(`systemctl stop ${units.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, EXIT.failed, 're-run `hbs uninstall`');
-        },
-      });
+    for (const sd of ctx.u.systemd) {
+      const files = await unitFilesOf(sd.dir, ctx.stack.configPath);
+      const units = [...new Set(files.map((f) => f.split('/').pop()!))];
+      if (sd.live && units.length) {
+        actions.push({
+          kind: 'run',
+          cmd: { argv: ['systemctl', 'stop', ...units], allowFail: true, timeoutMs: 600_000 },
+          // 5: a unit systemd has not loaded (a link without its template): nothing to stop.
+          then: (r) => {
+            if (r.exitCode !== 0 && r.exitCode !== 5) throw new HbsError(`systemctl stop ${units.join(' ')} failed (exit ${r.exitCode}): ${r.stderr.trim()}`, EXIT.failed, 're-run `hbs uninstall`');
+          },
+        });
+      }
+      // Links first, then the files they point to.
+      for (const f of [...files].sort((a, b) => Number(b.includes('.wants/')) - Number(a.includes('.wants/')))) {
+        const link = await readlink(f).catch(() => undefined);
+        actions.push({ kind: 'remove', path: f, what: link ? `link to ${link}` : 'unit file' });
+      }
+      for (const t of await unusedTemplates(sd.dir, ctx)) actions.push({ kind: 'remove', path: t, what: 'hbs template, no config uses it any more' });
+      if (sd.live) actions.push({ kind: 'run', cmd: { argv: ['systemctl', 'daemon-reload'], timeoutMs: 120_000 } });
     }
-    // Links first, then the files they point to.
-    for (const f of [...files].sort((a, b) => Number(b.includes('.wants/')) - Number(a.includes('.wants/')))) {
-      const link = await readlink(f).catch(() => undefined);
-      actions.push({ kind: 'remove', path: f, what: link ? `link to ${link}` : 'unit file' });
-    }
-    for (const t of await unusedTemplates(sd.dir, ctx)) actions.push({ kind: 'remove', path: t, what: 'hbs template, no config uses it any more' });
-    if (sd.live) actions.push({ kind: 'run', cmd: { argv: ['systemctl', 'daemon-reload'], timeoutMs: 120_000 } });
     return actions;
   },
 };
@@ -326,18 +332,28 @@ function ownParent(ctx: UninstallCtx): string | undefined {
 }
 
 /** Last: the config (and the record of an interrupted init). Until it goes, a re-run knows everything. */
+/** The files beside a config that belong to it: what an interrupted init was creating, the backup's record and lock. */
+function besideFiles(configPath: string): { path: string; what: string }[] {
+  return [
+    { path: intentPath(configPath), what: 'what an interrupted init was creating' },
+    { path: lastBackupPath(configPath), what: 'the record of the last backup' },
+    { path: backupLockPath(configPath), what: 'the lock of `hbs backup`' },
+  ];
+}
+
 export const configRemoveStep: Step<UninstallCtx> = {
   id: 'config',
   title: 'The config',
   async check(ctx) {
     const p = ctx.stack.configPath;
-    return (await exists(p)) || (await exists(intentPath(p))) ? { done: false, detail: `${p} removed` } : gone(`${p} is not there`);
+    for (const f of [p, ...besideFiles(p).map((b) => b.path)]) if (await exists(f)) return { done: false, detail: `${p} removed` };
+    return gone(`${p} is not there`);
   },
   async plan(ctx) {
     const p = ctx.stack.configPath;
-    return [
-      ...((await exists(intentPath(p))) ? [{ kind: 'remove' as const, path: intentPath(p), what: 'what an interrupted init was creating' }] : []),
-      { kind: 'remove', path: p, what: 'the config' },
-    ];
+    const actions: Action[] = [];
+    // What belongs to the config beside it goes first: the config last, so a re-run still knows the rest.
+    for (const f of besideFiles(p)) if (await exists(f.path)) actions.push({ kind: 'remove', path: f.path, what: f.what });
+    return [...actions, { kind: 'remove', path: p, what: 'the config' }];
   },
 };

@@ -200,7 +200,7 @@ describe('hbs backup (fake machine)', () => {
   });
 
   it('golden: the dry-run of a backup with the stack down and retention (test/golden/backup-dry-run.txt)', async () => {
-    await writeConfig(sb, makeConfig(sb, { backup: { sources: [src], excludes: ['*.cache'], excludeFrom: null, keep: { daily: 7, weekly: 4, monthly: 12 } } }));
+    await writeConfig(sb, makeConfig(sb, { backup: { sources: [src], excludes: ['*.cache'], excludeFrom: null, keep: { daily: 7, weekly: 4, monthly: 12 }, timer: null } }));
     await putOnBox(sb, 'filesystem.img');
     m.fileSize(sb.image, 10 * GiB, 0);
     m.ext4(sb.image, UUID);

@@ -33,7 +33,8 @@ beforeAll(async () => {
 });
 afterAll(() => rm(t, { recursive: true, force: true }));
 
-const settings = (flags: Partial<BackupFlags>, c: Config = cfg) => resolveSettings({ config: configPath, ...flags }, c, stackFromConfig(c, configPath));
+const settings = (flags: Partial<BackupFlags>, c: Config = cfg, timer?: { dir: string; onCalendar: string }) =>
+  resolveSettings({ config: configPath, ...flags }, c, stackFromConfig(c, configPath), timer);
 
 describe('backup settings: bad input is exit 2 naming the value', () => {
   it.each([
@@ -63,11 +64,11 @@ describe('backup settings: bad input is exit 2 naming the value', () => {
 });
 
 describe('backup settings: what is kept in the config', () => {
-  const kept = (): Config => ({ ...cfg, backup: { sources: [join(t, 'data')], excludes: ['*.o'], excludeFrom: null, keep: { daily: 7, weekly: 4, monthly: 6 } } });
+  const kept = (): Config => ({ ...cfg, backup: { sources: [join(t, 'data')], excludes: ['*.o'], excludeFrom: null, keep: { daily: 7, weekly: 4, monthly: 6 }, timer: null } });
 
   it('the first run keeps its settings (normalised, without duplicates); keep counts not given are 0', async () => {
     const r = await settings({ source: [join(t, 'data') + '/', join(t, 'data', 'sub', '..')], keepDaily: '3', excludeFrom: join(t, 'excludes') });
-    expect(r.settings).toEqual({ sources: [join(t, 'data')], excludes: [], excludeFrom: join(t, 'excludes'), keep: { daily: 3, weekly: 0, monthly: 0 } });
+    expect(r.settings).toEqual({ sources: [join(t, 'data')], excludes: [], excludeFrom: join(t, 'excludes'), keep: { daily: 3, weekly: 0, monthly: 0 }, timer: null });
     expect(r.save).toEqual(r.settings);
   });
   it('later runs use the config; flags without --save are for this run only', async () => {
@@ -81,7 +82,14 @@ describe('backup settings: what is kept in the config', () => {
   });
   it('--save and --install-timer keep them', async () => {
     expect((await settings({ keepWeekly: '2', save: true }, kept())).save).toMatchObject({ keep: { daily: 0, weekly: 2, monthly: 0 }, excludes: ['*.o'] });
-    expect((await settings({ installTimer: true }, kept())).save).toEqual(kept().backup);
+    const timer = { dir: join(t, 'systemd'), onCalendar: '*-*-* 02:30' };
+    expect((await settings({ installTimer: true }, kept(), timer)).save).toEqual({ ...kept().backup, timer });
+  });
+  it('the timer is kept in the config (where its units are, for uninstall) and stays there on later runs', async () => {
+    const timer = { dir: '/etc/systemd/system', onCalendar: 'daily' };
+    const withTimer: Config = { ...kept(), backup: { ...kept().backup!, timer } };
+    expect((await settings({ keepDaily: '1', save: true }, withTimer)).save?.timer).toEqual(timer);
+    expect((await settings({}, kept(), timer)).settings.timer).toBeNull();
   });
 });
 

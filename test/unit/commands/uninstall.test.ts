@@ -6,7 +6,8 @@ import { mergeBlock } from '../../../src/core/block.js';
 import { EXIT } from '../../../src/core/errors.js';
 import { serializeConfig, type Config } from '../../../src/lib/config.js';
 import { mergeAuthorizedKeys, parseOpenSshPublicKey } from '../../../src/lib/rfc4716.js';
-import { configUnitName, escapePath, templateText, unitName } from '../../../src/lib/systemd.js';
+import { backupLockPath, lastBackupPath } from '../../../src/lib/backup.js';
+import { backupUnitNames, configUnitName, escapePath, templateText, unitName } from '../../../src/lib/systemd.js';
 import { Executor } from '../../../src/core/executor.js';
 import { loadStack, stepCtx } from '../../../src/commands/shared.js';
 import { unitsRemoveStep, type UninstallCtx } from '../../../src/steps/uninstall.js';
@@ -114,6 +115,23 @@ describe('hbs uninstall', () => {
     expect(io.reporter.lines.at(-1)).toContain('hbs init --adopt');
   });
 
+  it('a backup timer kept elsewhere (--install-timer --systemd-dir) goes too, with the backup record and lock beside the config; other files there stay', async () => {
+    const timerDir = join(sb.root, 'timers');
+    const cfg = fullConfig({ backup: { sources: ['/srv/data'], excludes: [], excludeFrom: null, keep: null, timer: { dir: timerDir, onCalendar: 'daily' } } });
+    await installed(cfg);
+    const names = backupUnitNames(sb.config);
+    await mkdir(join(timerDir, 'timers.target.wants'), { recursive: true });
+    await writeFile(join(timerDir, names.service), '[Service]\n');
+    await writeFile(join(timerDir, names.timer), '[Timer]\n');
+    await symlink(join(timerDir, names.timer), join(timerDir, 'timers.target.wants', names.timer));
+    await writeFile(join(timerDir, 'someone-else.timer'), '[Timer]\n');
+    await writeFile(lastBackupPath(sb.config), '{}');
+    await writeFile(backupLockPath(sb.config), '');
+    await uninstall({ yes: true });
+    expect((await readdir(timerDir, { recursive: true })).sort()).toEqual(['someone-else.timer', 'timers.target.wants']);
+    for (const p of [lastBackupPath(sb.config), backupLockPath(sb.config), sb.config]) expect(await exists(p), p).toBe(false);
+  });
+
   it('--dry-run prints the list and changes nothing (golden); the list shown before the question is the same plan', async () => {
     await installed(fullConfig());
     const before = await snapshot();
@@ -186,7 +204,7 @@ describe('hbs uninstall', () => {
     await writeFile(join(units, 'hbs-mount@etc-hbs-other.json.service'), 'x');
     const io = testIo(m);
     const { stack, cfg } = await loadStack(sb.config);
-    const ctx: UninstallCtx = { ...stepCtx(stack, io, { probes: m.probes, deps: makeDeps() }), u: { cfg, systemd: { dir: units, live: true }, siblings: [] } };
+    const ctx: UninstallCtx = { ...stepCtx(stack, io, { probes: m.probes, deps: makeDeps() }), u: { cfg, systemd: [{ dir: units, live: true }], siblings: [] } };
     await new Executor({ runner: m, reporter: io.reporter, dryRun: false, verbose: false, now: () => new Date(), hint: '' }).run(ctx, [unitsRemoveStep]);
     expect(m.ran).toEqual([`systemctl stop '${timer}' '${unitName(sb.config)}'`, 'systemctl daemon-reload']);
     expect((await readdir(units, { recursive: true })).sort()).toEqual(['hbs-mount@etc-hbs-other.json.service', 'multi-user.target.wants', 'timers.target.wants']);
