@@ -2,6 +2,7 @@
  * End to end: the built `bin/hbs init` against a real sshd on 127.0.0.1, real sshfs/FUSE, a real
  * loop device and real e2fsprogs. Needs root; says why it skips elsewhere.
  */
+import { quoteArg } from '../../src/core/runner.js';
 import { createHash } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -64,7 +65,7 @@ describe.skipIf(skip !== undefined)('hbs init against a real local SSH server', 
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     expect(leaks).toEqual([]);
-    expect(r.stdout).toContain(`rsync -aHAX --numeric-ids SRC/ ${p.mountPoint}/`);
+    expect(r.stdout).toContain(`  hbs --config ${quoteArg(p.config)} backup --source /etc --source /home`);
     expect(r.stdout).not.toContain(box.password);
   });
 

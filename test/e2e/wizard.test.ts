@@ -4,6 +4,7 @@
  * Asserts on what the screen shows (text, not colours) and on the state left behind. Needs root
  * and tmux; says why it skips elsewhere.
  */
+import { quoteArg } from '../../src/core/runner.js';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -180,7 +181,7 @@ describe.skipIf(skip !== undefined)('hbs init, the wizard, in a real terminal', 
     const config = JSON.parse(await readFile(p.config, 'utf8')) as { box: { user: string }; image: { uuid: string; sizeBytes: number } };
     expect(summary).toContain(`-U ${config.image.uuid} `);
 
-    expect(screen.final).toContain(`rsync -aHAX --numeric-ids SRC/ ${p.mountPoint}/`);
+    expect(screen.final).toContain(`  hbs --config ${quoteArg(p.config)} backup --install-timer`);
     expect(config.box.user).toBe(box.user);
     expect((await stat(join(box.home, 'filesystem.img'))).size).toBe(10 * 1024 ** 3);
     expect((await execa('findmnt', ['--noheadings', '--output', 'FSTYPE', '--mountpoint', p.mountPoint])).stdout.trim()).toBe('ext4');

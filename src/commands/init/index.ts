@@ -5,7 +5,7 @@ import { fileExists } from '../../core/files.js';
 import type { Prompter } from '../../core/prompter.js';
 import { CapturingReporter, type Reporter } from '../../core/reporter.js';
 import { RealRunner } from '../../core/real-runner.js';
-import type { Runner } from '../../core/runner.js';
+import { quoteArg, type Runner } from '../../core/runner.js';
 import { readConfig } from '../../lib/config.js';
 import type { KeySource } from '../../lib/keys.js';
 import type { LuksKey } from '../../lib/luks.js';
@@ -19,6 +19,7 @@ import { DEFAULT_SYSTEMD_DIR, unitName } from '../../lib/systemd.js';
 import type { Probes } from '../../lib/probes.js';
 import { checkGiven, completeAnswers, type GivenAnswers } from './answers.js';
 import { askExistingPassphrase, encryptionSummary, encryptOptionsFor, resolveEncryption, type EncryptFlags } from './encrypt.js';
+import { DEFAULTS } from './options.js';
 import { initStepsFor } from './steps.js';
 import { inspectStack } from '../../lib/inspect.js';
 import { assertNoCollision, siblingConfigs } from '../../lib/siblings.js';
@@ -313,6 +314,8 @@ function summary(ctx: InitCtx, dryRun: boolean): void {
       ? `At boot, ${unitName(o.config)} brings it up the way \`hbs mount\` does (with the lock); other units that need it: Requires= and After= that unit.`
       : `At boot, ${o.fstab ? 'the fstab lines bring it up (without the lock: `hbs mount` takes it)' : 'nothing brings it up: run `hbs mount`'}; no systemd unit (--no-systemd, or this machine does not run systemd).`,
   );
-  r.info('\nBack up with owners, groups, modes, hard links, ACLs and xattrs intact:');
-  r.info(`  rsync -aHAX --numeric-ids SRC/ ${o.mountPoint}/`);
+  const hbs = `hbs${resolve(o.config) === DEFAULTS.config ? '' : ` --config ${quoteArg(resolve(o.config))}`}`;
+  r.info(`\nBack up into ${o.mountPoint}/snapshots with owners, groups, modes, hard links, ACLs and xattrs intact (docs/backup.md):`);
+  r.info(`  ${hbs} backup --source /etc --source /home --keep-daily 7 --keep-weekly 4`);
+  r.info(`  ${hbs} backup --install-timer   (then every day, by systemd)`);
 }

@@ -72,7 +72,7 @@ describe('hbs backup (fake machine)', () => {
     expect(await readlink(join(snaps(), 'latest'))).toBe(NAME);
     expect(await readFile(join(snaps(), NAME, src, 'file'), 'utf8')).toBe('data');
     expect(await record()).toMatchObject({ result: 'ok', snapshot: NAME, exitCode: 0, time: FIXED_NOW.toISOString() });
-    expect((JSON.parse(await readFile(sb.config, 'utf8')) as Config).backup).toEqual({ sources: [src], excludes: [], excludeFrom: null, keep: null });
+    expect((JSON.parse(await readFile(sb.config, 'utf8')) as Config).backup).toEqual({ sources: [src], excludes: [], excludeFrom: null, keep: null, timer: null });
   });
 
   it('the next one links to the newest complete snapshot, not to a .partial or what `latest` says', async () => {

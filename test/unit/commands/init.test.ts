@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { initCommand, type InitCliFlags } from '../../../src/commands/init/index.js';
 import { EXIT } from '../../../src/core/errors.js';
-import { formatCmd as formatCmdOf } from '../../../src/core/runner.js';
+import { formatCmd as formatCmdOf, quoteArg } from '../../../src/core/runner.js';
 import { TOOLS, type PreflightDeps } from '../../../src/lib/preflight.js';
 import type { FakeMachine } from '../../support/fake-machine.js';
 import { expectGolden, stableByteCounts } from '../../support/golden.js';
@@ -103,7 +103,8 @@ describe('hbs init: a first run', () => {
     expect(m.loopOf(sb.image)?.directIo).toBe(false);
     const out = tmp(io.reporter.lines);
     expect(out).toContain('The image <tmp>/box/filesystem.img (10 GiB, ext4) is mounted at <tmp>/mnt.');
-    expect(out).toContain('  rsync -aHAX --numeric-ids SRC/ <tmp>/mnt/');
+    expect(out).toContain('\nBack up into <tmp>/mnt/snapshots with owners, groups, modes, hard links, ACLs and xattrs intact (docs/backup.md):');
+    expect(out).toContain(`  hbs --config ${quoteArg(sb.config).replace(sb.root, '<tmp>')} backup --source /etc --source /home --keep-daily 7 --keep-weekly 4`);
   });
 
   it('the box password reaches sshfs only on stdin, and nothing logs it', async () => {

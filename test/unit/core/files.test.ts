@@ -43,16 +43,22 @@ describe('writeFileExclusive', () => {
     // exist or holds every byte (an O_EXCL create + write would leave it short, even empty).
     const size = 32 * 1024 * 1024;
     const module = resolve(import.meta.dirname, '../../../dist/core/files.js');
+    let cutOff = 0;
     for (const ms of [5, 20, 60, 150]) {
       const path = join(dir, `lock-${ms}`);
       const child = spawn(process.execPath, ['--input-type=module', '-e',
         `import { writeFileExclusive } from ${JSON.stringify(module)}; await writeFileExclusive(${JSON.stringify(path)}, Buffer.alloc(${size}, 120), 0o600);`]);
+      // Listened for from the start: a child that finished before the kill has closed already.
+      const closed = new Promise((r) => child.once('close', r));
       await new Promise((r) => setTimeout(r, ms));
       child.kill('SIGKILL');
-      await new Promise((r) => child.once('close', r));
+      await closed;
       const st = await stat(path).catch(() => undefined);
       if (st) expect(st.size, `killed after ${ms} ms`).toBe(size);
+      else cutOff++;
     }
+    // At least one kill landed before the file was in place (else this proved nothing).
+    expect(cutOff).toBeGreaterThan(0);
   });
 });
 

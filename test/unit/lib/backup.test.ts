@@ -159,7 +159,7 @@ describe('retention', () => {
 
 describe('config', () => {
   it('the backup section is optional (older configs stay valid) and gets its defaults', () => {
-    expect(backupConfigSchema.parse({ sources: ['/etc'] })).toEqual({ sources: ['/etc'], excludes: [], excludeFrom: null, keep: null });
+    expect(backupConfigSchema.parse({ sources: ['/etc'] })).toEqual({ sources: ['/etc'], excludes: [], excludeFrom: null, keep: null, timer: null });
     expect(backupConfigSchema.safeParse({ sources: [] }).success).toBe(false);
     expect(backupConfigSchema.safeParse({ sources: ['etc'] }).success).toBe(false);
     expect(backupConfigSchema.safeParse({ sources: ['/etc'], keep: { daily: -1, weekly: 0, monthly: 0 } }).success).toBe(false);
