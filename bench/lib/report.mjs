@@ -1,6 +1,6 @@
 // The Markdown printed at the end of `npm run bench` (also stored in latest.json as `markdown`).
 import { fmtBytes, fmtS, fmtX } from './util.mjs';
-import { renderBackup, renderHuge } from '../backup.mjs';
+import { renderBackup, renderHuge, summaryRows } from '../backup.mjs';
 
 const row = (cells) => `| ${cells.join(' | ')} |`;
 const head = (cells) => [row(cells), row(cells.map(() => '---'))];
@@ -56,6 +56,7 @@ export function render(r) {
     const h = l.headline;
     out.push(row([`${h.mib} MiB sequential write + sync`, `${fmtS(h.hbs.seconds)} (${mibs(h.hbs)})`, `${fmtS(h.plain.seconds)} (${mibs(h.plain)}): plain sshfs`, `${fmtX(h.ratio)} the throughput`, '']));
   }
+  for (const x of summaryRows(r)) out.push(row(x));
   const s = r.startup;
   if (s) {
     const base = s.commands.find((c) => c.id === 'node');
