@@ -419,6 +419,18 @@ export async function hugeSection(o) {
   out.init.onBox = await allocated(imageOnBox(si));
   log(`  init ${fmtS(out.init.seconds)}, ${fmtBytes(out.init.onBox)} on the box, ${fmtBytes(out.init.linkUp)} over the link`);
 
+  // hbs mount of it, cold: the kernel reads every group-descriptor block (one per meta group).
+  await dropCaches();
+  {
+    const before = await relay.stats();
+    const [r, seconds] = await timed(() => hbs(si, 'mount'));
+    must(r, 'hbs mount');
+    const after = await relay.stats();
+    out.mount = { seconds, linkDown: after.bytesDown - before.bytesDown };
+    log(`  hbs mount ${fmtS(seconds)}, ${fmtBytes(out.mount.linkDown)} read over the link`);
+    must(await hbs(si, 'umount'), 'hbs umount');
+  }
+
   // e2fsck -f through the relay, as hbs runs it before a mount or an offline grow: on the image file
   // on the box mount (-n here: reads only, a forced full check). Twice, each cold on a fresh sshfs
   // mount: with the box readahead hbs sets (the file takes it at open) and with the kernel's default.
@@ -574,6 +586,7 @@ export function summaryRows(r) {
   }
   const h = r.huge;
   if (h?.init) rows.push([`\`hbs init --size ${h.tib}T\`: bytes on the box, time`, `${fmtBytes(h.init.onBox)}, ${fmtS(h.init.seconds)}`, '', '', '']);
+  if (h?.mount) rows.push([`\`hbs mount\` of the ${h.tib} TiB filesystem, cold, through the relay`, fmtS(h.mount.seconds), '', '', '']);
   if (h?.grow) rows.push([`\`hbs grow\` ${h.fromTiB} → ${h.tib} TiB: bytes added, time`, `+${fmtBytes(h.grow.added)}, ${fmtS(h.grow.seconds)}`, '', '', '']);
   for (const f of h?.fsck ?? []) rows.push([`e2fsck -f of the ${h.tib} TiB filesystem through the relay (box readahead ${f.readaheadKb} KiB)`, `${f.timedOut ? '> ' : ''}${fmtS(f.seconds)}, ↓ ${fmtBytes(f.linkDown)}`, '', '', '']);
   return rows;
@@ -584,6 +597,7 @@ export function renderHuge(h) {
   out.push('', `### The largest box: ${h.tib} TiB (the stand-in box's home on a sparse XFS of ${h.xfsGiB} GiB)`, '');
   out.push(...head(['what', 'time', 'on the box', 'over the link']));
   if (h.init) out.push(row([`\`hbs init --size ${h.tib}T\` (through the relay)`, fmtS(h.init.seconds), fmtBytes(h.init.onBox), `↑ ${fmtBytes(h.init.linkUp)}`]));
+  if (h.mount) out.push(row(['`hbs mount` of it, cold (through the relay)', fmtS(h.mount.seconds), '', `↓ ${fmtBytes(h.mount.linkDown)}`]));
   for (const f of h.fsck ?? []) out.push(row([`\`e2fsck -f -n\` of it on the box mount, through the relay, box readahead ${f.readaheadKb} KiB`, `${f.timedOut ? '> ' : ''}${fmtS(f.seconds)} (exit ${f.exitCode})`, '', `↓ ${fmtBytes(f.linkDown)}`]));
   if (h.growInit) out.push(row([`\`hbs init --size ${h.fromTiB}T\``, fmtS(h.growInit.seconds), h.grow ? fmtBytes(h.grow.before) : '', `↑ ${fmtBytes(h.growInit.linkUp)}`]));
   if (h.grow) out.push(row([`\`hbs grow --size ${h.tib}T --offline\` (${h.fromTiB} → ${h.tib} TiB)`, fmtS(h.grow.seconds), `+${fmtBytes(h.grow.added)} (${fmtBytes(h.grow.after)} in all)`, `↑ ${fmtBytes(h.grow.linkUp)}`]));
