@@ -271,6 +271,14 @@ export async function backupSection(env, o) {
     const unchanged = tree.files[1];
     const [a, b] = await Promise.all([run('stat', ['-c', '%i', join(p.mountPoint, 'snapshots', snap1, unchanged)]), run('stat', ['-c', '%i', join(hbsRestoreFrom, unchanged)])]);
     rows.at(-1).hardLinked = a.stdout.trim() === b.stdout.trim();
+    // For comparison: the same change into one mirror updated in place (the first snapshot, no
+    // --link-dest): what the incremental costs without making a snapshot of every file.
+    await cold('hbs', { warmSource: true });
+    await measure('hbs', 'incremental, one mirror in place', async () => {
+      const m = join(p.mountPoint, 'snapshots', snap1);
+      await tool('rsync', ['-aHAX', '--numeric-ids', '--delete', `${src}/`, `${m}/`], {}, 'rsync -aHAX (mirror)');
+      await syncfs(p.mountPoint, p.boxMount);
+    });
   }
   if (want('borg')) {
     await cold(undefined, { warmSource: true });
@@ -391,7 +399,7 @@ export async function hugeSection(o) {
   await writeFile(knownHosts, `[127.0.0.1]:${relay.port} ${blob}\n`, { mode: 0o600 });
   const stacks = ['init', 'grow'].map((k) => ({ config: join(t, `${k}.json`), boxMount: join(t, `${k}-box`), mountPoint: join(t, `${k}-fs`), image: `${k}.img` }));
   const fsckBox = join(t, 'fsck-box');
-  onCleanup('20 TiB box: mounts', () => teardown(stacks.map((s) => s.mountPoint), [...stacks.map((s) => s.boxMount), fsckBox]));
+  onCleanup('20 TiB box: mounts', () => teardown([...stacks.map((s) => s.mountPoint), join(t, 'classic-fs')], [...stacks.map((s) => s.boxMount), fsckBox]));
   const hbs = (s, ...args) => run(HBS, [...args, '--config', s.config], { env: { NO_COLOR: '1' }, timeout: H.timeoutS * 1000, reject: false });
   const must = (r, what) => {
     if (r.timedOut) throw new Error(`${what}: no result within ${H.timeoutS} s`);
@@ -480,6 +488,45 @@ export async function hugeSection(o) {
   log(`  grow ${fmtS(seconds)}, +${fmtBytes(out.grow.added)} on the box, ${fmtBytes(out.grow.linkUp)} over the link`);
   must(await hbs(sg, 'umount'), 'hbs umount');
   out.grow.afterUmount = await allocated(imageOnBox(sg));
+  await rm(imageOnBox(sg), { force: true });
+  await rm(`${imageOnBox(sg)}.hbs-lock`, { force: true });
+
+  // For comparison: the same size made without meta_bg (mkfs.ext4's default resize_inode, the group
+  // descriptor table in one piece and copied into every backup group), as hbs did before: its bytes
+  // on the box, and how long a cold mount of it takes through the relay.
+  if (H.compare) {
+    log('huge: for comparison, mkfs.ext4 without meta_bg (resize_inode) through the relay, and a cold mount');
+    const img = join(fsckBox, 'classic.img');
+    const mp = join(t, 'classic-fs');
+    await mkdir(mp, { recursive: true });
+    const mountBox = async () => {
+      await run('sshfs', ['-o', sshfsMountOptions(c).join(','), `${box.user}@127.0.0.1:`, fsckBox], { timeout: 60_000, detached: true });
+      await writeFile(`/sys/class/bdi/${(await run('mountpoint', ['-d', fsckBox])).stdout.trim()}/read_ahead_kb`, '4096\n');
+    };
+    await mountBox();
+    try {
+      await run('truncate', ['-s', `${H.tib}T`, img]);
+      const before = await relay.stats();
+      const [, seconds] = await timed(async () => {
+        await run('mkfs.ext4', ['-q', '-m', '0', '-E', 'assume_storage_prezeroed=1,nodiscard', img], { timeout: H.timeoutS * 1000 });
+        await syncfs(fsckBox);
+      });
+      const after = await relay.stats();
+      out.classic = { features: 'mkfs.ext4 defaults (resize_inode, no meta_bg), -E assume_storage_prezeroed=1,nodiscard', seconds, linkUp: after.bytesUp - before.bytesUp, onBox: await allocated(join(box.home, 'classic.img')) };
+      await run('fusermount3', ['-u', fsckBox]);
+      await dropCaches();
+      await mountBox();
+      const b2 = await relay.stats();
+      const [, ms] = await timed(() => run('mount', ['-t', 'ext4', '-o', 'loop,noatime,noinit_itable', img, mp], { timeout: H.timeoutS * 1000 }));
+      out.classic.mountS = ms;
+      out.classic.mountLinkDown = (await relay.stats()).bytesDown - b2.bytesDown;
+      await run('umount', [mp]);
+      log(`  classic mkfs ${fmtS(seconds)}, ${fmtBytes(out.classic.onBox)} on the box; cold mount ${fmtS(ms)}`);
+    } finally {
+      if (await mountedAt(mp)) await run('umount', [mp], { reject: false });
+      await run('fusermount3', ['-u', fsckBox], { reject: false });
+    }
+  }
   out.xfsUsed = (await run('df', ['-B1', '--output=used', xfs])).stdout.trim().split('\n').pop().trim();
   return out;
 }
@@ -499,9 +546,12 @@ export function renderBackup(b, settings) {
   out.push(`Same data, same link (${b.link.delayMs} ms each way, ${b.link.rateMbit} Mbit/s), one run. The link needs **${fmtS(linkS)}** for the ${fmtBytes(d.bytes)} (bytes / bandwidth + one round trip). ` +
     'Every step starts cold (caches dropped; the hbs stack unmounted and mounted again with `hbs umount` / `hbs mount`; sshfs remounted); the source is read into the page cache first; restores go into a tmpfs.', '');
   const find = (tool, op) => b.rows.find((x) => x.tool === tool && x.op === op);
-  const secs = (x) => (x ? `${x.timedOut ? '> ' : ''}${fmtS(x.seconds)}${x.extrapolatedS ? ` (≈ ${fmtS(x.extrapolatedS)})` : ''}` : 'n/a');
-  const t = (x) => (x ? (x.timedOut && x.extrapolatedS ? x.extrapolatedS : x.seconds) : undefined);
-  const ratio = (a, c) => (a && c ? `${a.timedOut || c.timedOut ? '≈ ' : ''}${fmtX(t(a) / t(c))}` : '');
+  // A run stopped at its limit shows how far it came (entries done of all), not an extrapolation:
+  // rsync copies big/ first, so a rate from the first minute says little about the rest.
+  const done = (x) => (x.entriesDone ?? x.entries);
+  const secs = (x) => (x ? `${x.timedOut ? '> ' : ''}${fmtS(x.seconds)}${x.timedOut && done(x) !== undefined ? ` (${done(x)} of ${d.entries} entries)` : ''}` : 'n/a');
+  const t = (x) => (x ? x.seconds : undefined);
+  const ratio = (a, c) => (a && c ? `${c.timedOut ? '< ' : ''}${fmtX(t(a) / t(c))}` : '');
   const hbsRestore = find('hbs', 'restore: cp -a');
   const hbsRsync = find('hbs', 'restore: rsync -aHAX');
   const ops = [
@@ -525,6 +575,7 @@ export function renderBackup(b, settings) {
     const vsLink = t(h) / linkS;
     return `${target[op]}: ${vsLink <= 2 && vsBorg <= 1 ? 'met' : '**missed**'}`;
   };
+  const mirror = find('hbs', 'incremental, one mirror in place');
   for (const [label, hop, oop] of ops) {
     const h = find('hbs', hop);
     const bo = find('borg', oop);
@@ -534,6 +585,10 @@ export function renderBackup(b, settings) {
     if (!h && hop === 'restore: rsync -aHAX') continue;
     out.push(row([label, secs(h), isRestore && hop !== 'restore: cp -a' ? '(same)' : secs(bo), isRestore && hop !== 'restore: cp -a' ? '(same)' : secs(re), isRestore && hop !== 'restore: cp -a' ? '(same)' : secs(pl),
       ratio(h, bo), ratio(h, re), h && (hop === 'first' || isRestore) ? fmtX(t(h) / linkS) : '', met(hop, h, bo)]));
+  }
+  if (mirror) {
+    const bo = find('borg', 'incremental');
+    out.push(row(['… for comparison: the same change into one mirror in place (no snapshot, no `--link-dest`)', secs(mirror), '', '', '', ratio(mirror, bo), ratio(mirror, find('restic', 'incremental')), '', `↑ ${fmtBytes(mirror.linkUp)}, ↓ ${fmtBytes(mirror.linkDown)}`]));
   }
   out.push('');
   out.push('Bytes: sent to the box over the link (↑) / read from it (↓) / growth of the space the tool takes on the box (what the quota counts):', '');
@@ -546,14 +601,17 @@ export function renderBackup(b, settings) {
     })]));
   }
   out.push(row(['restore: ↓ link', ...['hbs', 'borg', 'restic', 'sshfs'].map((id) => cell(find(id, id === 'hbs' ? 'restore: cp -a' : 'restore'), 'linkDown'))]));
-  out.push(row(['on the box after both backups', ...['hbs', 'borg', 'restic', 'sshfs'].map((id) => (b.onBoxTotal[id] === undefined ? 'n/a' : `${fmtBytes(b.onBoxTotal[id])}${id === 'hbs' ? ' (image, incl. the empty filesystem)' : ''}`))]));
+  // hbs's image also holds what earlier sections wrote (and freed: the image never shrinks), so its
+  // figure is what the two backups added to it; the others' repositories are theirs alone.
+  const grew = (id) => ['first', 'incremental'].map((op) => find(id, op)?.boxGrowth ?? 0).reduce((a, c) => a + c, 0);
+  out.push(row(['on the box after both backups', ...['hbs', 'borg', 'restic', 'sshfs'].map((id) => (b.onBoxTotal[id] === undefined ? 'n/a' : id === 'hbs' ? `+${fmtBytes(grew(id))} (image growth)` : fmtBytes(b.onBoxTotal[id])))]));
   out.push('');
   const notes = [];
   notes.push(`hbs backup: ${b.method.hbs}.`);
   const inc = find('hbs', 'incremental');
   if (inc?.hardLinked !== undefined) notes.push(`Unchanged files in the second snapshot are hard links into the first: ${inc.hardLinked ? 'yes' : '**no**'}.`);
   notes.push(`borg: ${b.versions.borg}, \`borg create --compression lz4\` with repokey-blake2, \`borg serve\` on the box; restore \`borg extract\`. restic: ${b.versions.restic}, sftp; restore \`restic restore latest\`. Both encrypt; hbs here does not (plain image).`);
-  notes.push(`Plain sshfs (reference): \`rsync -rlt\` (the box account cannot chown: owners are lost), each run stopped after ${b.sshfsTimeoutS} s; (≈ …) extrapolates from the share of entries done.${b.sshfsSeeded ? ' Its first copy did not finish, so the rest was copied on the box side before the incremental and the restore.' : ''}`);
+  notes.push(`Plain sshfs (reference): \`rsync -rlt\` (the box account cannot chown: owners are lost), each run stopped after ${b.sshfsTimeoutS} s.${b.sshfsSeeded ? ' Its first copy did not finish, so the rest was copied on the box side before the incremental and the restore.' : ''}`);
   const diffs = b.rows.filter((x) => x.diff);
   if (diffs.length) notes.push(`Restored trees against the source (\`rsync -aHAX --numeric-ids -n -i\`, items that differ; owner/group among them): ${diffs.map((x) => `${TOOL[x.tool]} ${x.op.replace('restore: ', '').replace('restore', '')} ${x.diff.error ?? `${x.diff.items} (${x.diff.ownerOrGroup})`}`.replace(/\s+/g, ' ')).join('; ')}.`);
   const loads = b.rows.map((x) => `${TOOL[x.tool]} ${x.op.replace('restore: ', 'restore ')} ${x.load[0].toFixed(1)}→${x.load[1].toFixed(1)}`);
@@ -601,6 +659,10 @@ export function renderHuge(h) {
   for (const f of h.fsck ?? []) out.push(row([`\`e2fsck -f -n\` of it on the box mount, through the relay, box readahead ${f.readaheadKb} KiB`, `${f.timedOut ? '> ' : ''}${fmtS(f.seconds)} (exit ${f.exitCode})`, '', `↓ ${fmtBytes(f.linkDown)}`]));
   if (h.growInit) out.push(row([`\`hbs init --size ${h.fromTiB}T\``, fmtS(h.growInit.seconds), h.grow ? fmtBytes(h.grow.before) : '', `↑ ${fmtBytes(h.growInit.linkUp)}`]));
   if (h.grow) out.push(row([`\`hbs grow --size ${h.tib}T --offline\` (${h.fromTiB} → ${h.tib} TiB)`, fmtS(h.grow.seconds), `+${fmtBytes(h.grow.added)} (${fmtBytes(h.grow.after)} in all)`, `↑ ${fmtBytes(h.grow.linkUp)}`]));
+  if (h.classic) {
+    out.push(row([`for comparison: \`mkfs.ext4\` of ${h.tib} TiB without meta_bg (resize_inode, as hbs did before)`, fmtS(h.classic.seconds), fmtBytes(h.classic.onBox), `↑ ${fmtBytes(h.classic.linkUp)}`]));
+    out.push(row(['… a cold mount of that one through the relay', fmtS(h.classic.mountS), '', `↓ ${fmtBytes(h.classic.mountLinkDown)}`]));
+  }
   const sum = (h.fsck ?? []).find((f) => f.summary)?.summary;
   if (sum) out.push('', `e2fsck: ${sum}`);
   return out;

@@ -73,6 +73,7 @@ const S = {
     xfsGiB: setting('BENCH_HUGE_XFS_GIB', 16, 16),
     timeoutS: setting('BENCH_HUGE_TIMEOUT_S', 1800, 1800),
     fsckTimeoutS: setting('BENCH_HUGE_FSCK_TIMEOUT_S', 600, 300),
+    compare: setting('BENCH_HUGE_COMPARE', 1, 1) === 1,
     // 4096: what hbs sets on the box mount (and e2fsck's image file inherits); 0: the kernel's default.
     fsckReadaheadKb: (process.env.BENCH_HUGE_FSCK_RA_KB || '4096,0').split(',').map(Number),
   },
