@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // `npm run bench` (as root): hbs against the local stand-in box, through a WAN-like relay.
 // Writes bench/results/latest.json and prints Markdown tables on stdout (progress on stderr).
-// Figures only: nothing here asserts a timing. Sizes come from BENCH_* variables (listed in the
-// README's "Benchmarks" section); BENCH_QUICK=1 is a smoke run of about two and a half minutes.
+// Figures only: nothing here asserts a timing. Sizes come from BENCH_* variables (listed in
+// bench/README.md), or the same as arguments: `--quick` is BENCH_QUICK=1, `--only=backup,huge` is
+// BENCH_ONLY=backup,huge, `--backup-files=3000` is BENCH_BACKUP_FILES=3000 (any --name=value).
+// The backup/restore section and the 20 TiB row are in bench/backup.mjs.
 import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg, release, totalmem } from 'node:os';
@@ -13,10 +15,21 @@ import { sshfsMountOptions } from '../dist/lib/ssh.js';
 import { cleanupAll, installSignalHandlers, onCleanup, removeTempDir } from './lib/cleanup.mjs';
 import { changeSome, makeTree, ownersKept } from './lib/tree.mjs';
 import { render } from './lib/report.mjs';
+import { backupSection, hugeSection } from './backup.mjs';
 import { GiB, MiB, allocated, log, median, run, sleep, startRelayProcess, syncfs, timed } from './lib/util.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const HBS = join(ROOT, 'bin', 'hbs');
+
+// Arguments are the BENCH_* variables spelt as options (`npm run bench -- --quick --only=backup`).
+for (const a of process.argv.slice(2)) {
+  const m = /^--([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(a);
+  if (!m) {
+    process.stderr.write(`bench: ${a}: not an option (--quick, --only=SECTIONS, --NAME=VALUE for BENCH_NAME)\n`);
+    process.exit(2);
+  }
+  process.env[`BENCH_${m[1].toUpperCase().replace(/-/g, '_')}`] = m[2] ?? '1';
+}
 const QUICK = process.env.BENCH_QUICK === '1';
 
 /** A BENCH_* number: the variable if set, else the full or the quick default. */
@@ -44,30 +57,64 @@ const S = {
   startupRuns: setting('BENCH_STARTUP_RUNS', 15, 5),
   delayMs: setting('BENCH_DELAY_MS', 10, 10),
   rateMbit: setting('BENCH_RATE_MBIT', 200, 200),
-  relayLifetimeS: setting('BENCH_RELAY_LIFETIME_S', 1800, 600),
-  sections: (process.env.BENCH_ONLY || 'startup,bytes,files,large,grow').split(',').map((s) => s.trim()),
+  relayLifetimeS: setting('BENCH_RELAY_LIFETIME_S', 4 * 3600, 3600),
+  sections: (process.env.BENCH_ONLY || 'startup,bytes,files,large,grow,backup,huge').split(',').map((s) => s.trim()),
+  backup: {
+    files: setting('BENCH_BACKUP_FILES', 20000, 2000),
+    largeFiles: setting('BENCH_BACKUP_LARGE_FILES', 8, 2),
+    largeMiB: setting('BENCH_BACKUP_LARGE_MIB', 24, 8),
+    changedPct: setting('BENCH_BACKUP_CHANGED_PCT', 1, 1),
+    timeoutS: setting('BENCH_BACKUP_TIMEOUT_S', 1800, 600),
+    tools: (process.env.BENCH_BACKUP_TOOLS || 'hbs,borg,restic,sshfs').split(',').map((s) => s.trim()),
+  },
+  huge: {
+    tib: setting('BENCH_HUGE_TIB', 20, 20),
+    fromTiB: setting('BENCH_HUGE_FROM_TIB', 1, 1),
+    xfsGiB: setting('BENCH_HUGE_XFS_GIB', 16, 16),
+    timeoutS: setting('BENCH_HUGE_TIMEOUT_S', 1800, 1800),
+    fsckTimeoutS: setting('BENCH_HUGE_FSCK_TIMEOUT_S', 600, 300),
+    compare: setting('BENCH_HUGE_COMPARE', 1, 1) === 1,
+    // 4096: what hbs sets on the box mount (and e2fsck's image file inherits); 0: the kernel's default.
+    fsckReadaheadKb: (process.env.BENCH_HUGE_FSCK_RA_KB || '4096,0').split(',').map(Number),
+  },
 };
+const KNOWN = ['startup', 'bytes', 'files', 'large', 'grow', 'backup', 'huge'];
+for (const s of S.sections) {
+  if (!KNOWN.includes(s)) {
+    process.stderr.write(`bench: BENCH_ONLY: unknown section ${s} (known: ${KNOWN.join(', ')})\n`);
+    process.exit(2);
+  }
+}
 const want = (s) => S.sections.includes(s);
 
-/** sshfs, loop and ext4 variants for the large-file table; `plain` ones write onto sshfs itself. */
+/**
+ * sshfs, loop and ext4 variants for the large-file table; `plain` ones write onto sshfs itself.
+ * `hbs` is the stack as hbs mounts it today: the loop device buffered (no direct I/O) and the box
+ * mount's readahead (its bdi's read_ahead_kb) raised to 4 MiB before the image is opened
+ * (src/steps/box.ts boxReadaheadStep, src/steps/fs.ts loopBufferedStep). Loop direct I/O wrote ~10 %
+ * faster but made restores of many small files ~40× slower (bench/restore-results.md); it stays
+ * here as a variant for the write side.
+ */
 // `^` puts AES-GCM first and keeps the default list behind it, so a server without it still connects.
 const GCM = 'Ciphers=^aes128-gcm@openssh.com';
+const RA = 4096; // KiB: hbs's BOX_READAHEAD_KB
 const VARIANTS = [
   { id: 'plain', label: 'plain sshfs (hbs’s sshfs options)', plain: true },
   { id: 'plain-gcm', label: `plain sshfs + ${GCM}`, plain: true, sshfs: [GCM] },
-  { id: 'hbs', label: 'mount -o loop, buffered (hbs before loop direct I/O)' },
-  { id: 'gcm', label: `hbs + ${GCM}`, sshfs: [GCM] },
-  { id: 'conns4', label: 'hbs + max_conns=4', sshfs: ['max_conns=4'] },
-  { id: 'sshfs-dio', label: 'hbs + sshfs direct_io', sshfs: ['direct_io'] },
-  { id: 'loop-dio', label: 'hbs defaults: mount -o loop + losetup --direct-io=on', loopDio: true },
-  { id: 'commit60', label: 'hbs + ext4 commit=60', ext4: ['commit=60'] },
-  { id: 'combo', label: `hbs + ${GCM} + loop direct I/O + commit=60`, sshfs: [GCM], loopDio: true, ext4: ['commit=60'] },
-  // Only on request (BENCH_VARIANTS=…): a read-side option, and one that is unsafe on a network link.
-  { id: 'kcache', label: 'hbs + sshfs kernel_cache', sshfs: ['kernel_cache'], extra: true },
-  { id: 'nobarrier', label: 'hbs + ext4 nobarrier (unsafe: reference only)', ext4: ['nobarrier'], extra: true },
-  { id: 'conns2', label: 'hbs + max_conns=2', sshfs: ['max_conns=2'], extra: true },
-  { id: 'gcm-dio', label: `hbs + ${GCM} + loop direct I/O`, sshfs: [GCM], loopDio: true, extra: true },
-  { id: 'dio-commit60', label: 'hbs + loop direct I/O + commit=60', loopDio: true, ext4: ['commit=60'], extra: true },
+  { id: 'hbs', label: 'hbs now: mount -o loop, buffered, box readahead 4 MiB', boxRaKb: RA },
+  { id: 'buf-ra128', label: 'mount -o loop, buffered, kernel default readahead (hbs before 2026-11-29)' },
+  { id: 'loop-dio', label: 'hbs + losetup --direct-io=on (hbs 2026-11-29 … 12-02: restores ~40× slower)', loopDio: true, boxRaKb: RA },
+  { id: 'gcm', label: `hbs + ${GCM}`, sshfs: [GCM], boxRaKb: RA },
+  { id: 'conns4', label: 'hbs + max_conns=4', sshfs: ['max_conns=4'], boxRaKb: RA },
+  { id: 'sshfs-dio', label: 'hbs + sshfs direct_io', sshfs: ['direct_io'], boxRaKb: RA },
+  { id: 'commit60', label: 'hbs + ext4 commit=60', ext4: ['commit=60'], boxRaKb: RA },
+  // Only on request (BENCH_VARIANTS=…): a read-side option, one that is unsafe on a network link, and combinations.
+  { id: 'kcache', label: 'hbs + sshfs kernel_cache', sshfs: ['kernel_cache'], boxRaKb: RA, extra: true },
+  { id: 'nobarrier', label: 'hbs + ext4 nobarrier (unsafe: reference only)', ext4: ['nobarrier'], boxRaKb: RA, extra: true },
+  { id: 'conns2', label: 'hbs + max_conns=2', sshfs: ['max_conns=2'], boxRaKb: RA, extra: true },
+  { id: 'combo', label: `hbs + ${GCM} + loop direct I/O + commit=60`, sshfs: [GCM], loopDio: true, ext4: ['commit=60'], boxRaKb: RA, extra: true },
+  { id: 'gcm-dio', label: `hbs + ${GCM} + loop direct I/O`, sshfs: [GCM], loopDio: true, boxRaKb: RA, extra: true },
+  { id: 'dio-commit60', label: 'hbs + loop direct I/O + commit=60', loopDio: true, ext4: ['commit=60'], boxRaKb: RA, extra: true },
 ];
 const chosen = (process.env.BENCH_VARIANTS || VARIANTS.filter((v) => !v.extra).map((v) => v.id).join(',')).split(',');
 
@@ -155,7 +202,7 @@ async function setUp(t) {
   const force = free < S.imageGiB * GiB;
   const args = ['init', '--yes', '--user', box.user, '--host', '127.0.0.1', '--port', String(relay.port), '--size', `${S.imageGiB}G`,
     '--host-key-fingerprint', box.hostKeyFingerprint, '--password-stdin', '--box-mount', p.boxMount, '--mount-point', p.mountPoint,
-    '--ssh-key', p.key, '--no-fstab', '--config', p.config, ...(force ? ['--force'] : [])];
+    '--ssh-key', p.key, '--no-fstab', '--no-systemd', '--config', p.config, ...(force ? ['--force'] : [])];
   log(`hbs init ${S.imageGiB} GiB through the relay${force ? ' (--force: this disk has less free space than the image size)' : ''}`);
   const before = await relay.stats();
   const [r, initS] = await timed(() => run(HBS, args, { input: `${box.password}\n`, reject: false, env: { NO_COLOR: '1' } }));
@@ -346,6 +393,8 @@ async function variantRun(env, v, { direct, mib, source }) {
   await sshfs(env, p.vbox, { direct, extra: v.sshfs ?? [] });
   let dev;
   try {
+    // As hbs does it: the box mount's readahead before anything opens the image.
+    if (v.boxRaKb) await writeFile(`/sys/class/bdi/${(await run('mountpoint', ['-d', p.vbox])).stdout.trim()}/read_ahead_kb`, `${v.boxRaKb}\n`);
     if (v.plain) return await writeAndSync(source, join(p.vbox, 'large.bin'), mib, p.vbox);
     const image = join(p.vbox, cfg.image.name);
     const opts = [...cfg.filesystem.mountOptions, ...(v.ext4 ?? [])];
@@ -525,7 +574,7 @@ async function main() {
       log(`generating ${mib} MiB of random data`);
       await run('dd', ['if=/dev/urandom', `of=${large}`, 'bs=1M', `count=${mib}`, 'iflag=fullblock', 'status=none']);
     }
-    if (['bytes', 'files', 'large', 'grow'].some(want)) {
+    if (['bytes', 'files', 'large', 'grow', 'backup'].some(want)) {
       const env = await setUp(t);
       results.relay = { delayMs: S.delayMs, rateMbit: S.rateMbit, port: env.relay.port };
       // A section that fails is recorded as such; the others still run.
@@ -544,8 +593,21 @@ async function main() {
       await section('bytes', () => bytesOnBox(env));
       await section('files', () => smallFiles(env, tree, src));
       await section('large', () => largeFiles(env, large));
+      // Before grow: the backup section works on the image as init made it.
+      await section('backup', () => backupSection(env, { S, t, HBS, hbs, sshfs }));
       await section('grow', () => grow(env));
       results.relay.stats = await env.relay.stats();
+    }
+    if (want('huge')) {
+      try {
+        const load = loadavg()[0];
+        results.huge = await hugeSection({ S, HBS });
+        results.huge.loadAvg1 = { before: load, after: loadavg()[0] };
+      } catch (err) {
+        failed = true;
+        log(`bench: section huge failed: ${err?.stack ?? err}`);
+        results.errors = { ...results.errors, huge: String(err?.message ?? err) };
+      }
     }
   } finally {
     log('cleaning up');

@@ -1,5 +1,6 @@
 // The Markdown printed at the end of `npm run bench` (also stored in latest.json as `markdown`).
 import { fmtBytes, fmtS, fmtX } from './util.mjs';
+import { renderBackup, renderHuge, summaryRows } from '../backup.mjs';
 
 const row = (cells) => `| ${cells.join(' | ')} |`;
 const head = (cells) => [row(cells), row(cells.map(() => '---'))];
@@ -55,6 +56,7 @@ export function render(r) {
     const h = l.headline;
     out.push(row([`${h.mib} MiB sequential write + sync`, `${fmtS(h.hbs.seconds)} (${mibs(h.hbs)})`, `${fmtS(h.plain.seconds)} (${mibs(h.plain)}): plain sshfs`, `${fmtX(h.ratio)} the throughput`, '']));
   }
+  for (const x of summaryRows(r)) out.push(row(x));
   const s = r.startup;
   if (s) {
     const base = s.commands.find((c) => c.id === 'node');
@@ -95,8 +97,8 @@ export function render(r) {
     const sizes = [l.variantMiB && `${l.variantMiB} MiB through the relay, link limit ${l.linkLimitMiBPerS.toFixed(1)} MiB/s`, l.loopbackMiB && `${l.loopbackMiB} MiB straight to sshd on loopback`].filter(Boolean).join('; ');
     out.push('', `### Large files: variants (${sizes}), ${l.repeat > 1 ? `median of ${l.repeat} runs` : 'one run each'}`, '');
     const cols = ['variant'];
-    if (l.variantMiB) cols.push('relay', 'vs plain', 'vs buffered loop');
-    if (l.loopbackMiB) cols.push('loopback', 'vs plain', 'vs buffered loop');
+    if (l.variantMiB) cols.push('relay', 'vs plain', 'vs hbs now');
+    if (l.loopbackMiB) cols.push('loopback', 'vs plain', 'vs hbs now');
     out.push(...head(cols));
     const x = (v) => (v === undefined ? '' : fmtX(v));
     for (const v of l.variants) {
@@ -106,6 +108,8 @@ export function render(r) {
       out.push(row(cells));
     }
   }
+  if (r.backup) out.push(...renderBackup(r.backup, m));
+  if (r.huge) out.push(...renderHuge(r.huge));
   if (s) {
     out.push('', `### Start-up (median of ${s.runs} interleaved runs)`, '');
     if (!s.statusExists) out.push('`hbs status` answered "unknown command": `hbs init --help` was measured in its place.', '');
@@ -113,7 +117,7 @@ export function render(r) {
     for (const c of s.commands) out.push(row([`\`${c.label}\``, `${c.medianMs.toFixed(1)} ms`, fmtX(c.ratio)]));
   }
   for (const [name, msg] of Object.entries(r.errors ?? {})) out.push('', `**Section ${name} failed:** ${msg.split('\n')[0]}`);
-  const loads = ['startup', 'bytes', 'files', 'large', 'grow'].filter((k) => r[k]?.loadAvg1).map((k) => `${k} ${r[k].loadAvg1.before.toFixed(1)}→${r[k].loadAvg1.after.toFixed(1)}`);
+  const loads = ['startup', 'bytes', 'files', 'large', 'backup', 'grow', 'huge'].filter((k) => r[k]?.loadAvg1).map((k) => `${k} ${r[k].loadAvg1.before.toFixed(1)}→${r[k].loadAvg1.after.toFixed(1)}`);
   if (loads.length) out.push('', `1-minute load average around each section (${m.cores} cores; other work on the machine skews timings): ${loads.join(', ')}.`);
   out.push('', `Total: ${fmtS(r.seconds ?? 0)}.`);
   return out.join('\n');

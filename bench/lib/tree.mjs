@@ -113,3 +113,27 @@ export async function ownersKept(src, dest, list, limit = list.length) {
   }
   return { kept, checked };
 }
+
+/**
+ * Adds `count` larger files (random content, sizes spread around totalMiB/count, owners and modes
+ * varied) under `root`/big; returns their list (relative) and their bytes.
+ */
+export async function addLargeFiles(root, count, totalMiB, seed = 99) {
+  const rand = rng(seed);
+  const list = [];
+  let total = 0;
+  if (count <= 0 || totalMiB <= 0) return { files: list, bytes: 0 };
+  const mean = (totalMiB * 1024 * 1024) / count;
+  await mkdir(join(root, 'big'), { recursive: true });
+  for (let i = 0; i < count; i++) {
+    // Between half and one and a half times the mean, the last one making up the total.
+    const size = i === count - 1 ? Math.max(4096, totalMiB * 1024 * 1024 - total) : Math.floor(mean * (0.5 + rand()));
+    const rel = join('big', `large-${i}.bin`);
+    await writeFile(join(root, rel), bytes(rand, size), { mode: MODES[(i + 1) % MODES.length] });
+    const [uid, gid] = OWNERS[(i + 2) % OWNERS.length];
+    await chown(join(root, rel), uid, gid);
+    list.push(rel);
+    total += size;
+  }
+  return { files: list, bytes: total };
+}

@@ -19,6 +19,14 @@ export async function fsTargetProblem(ctx: StepCtx): Promise<void> {
   if (fs.state === 'down') await assertMountable(ctx.stack.fs.mountPoint, 'mount point', '--mount-point');
 }
 
+/**
+ * How long the mount of ext4 may take. The kernel reads every group-descriptor block at mount; with
+ * meta_bg they lie one per meta group (64 groups, 8 GiB) across the image, each one round trip to
+ * the box: 2,560 at 20 TiB. Through a 10 ms link that mount took 84 s on a quiet machine and over
+ * 120 s (the limit before) on a loaded one, so `hbs init --size 20T` failed (bench/README.md).
+ */
+export const MOUNT_TIMEOUT_MS = 15 * 60_000;
+
 /** ext4 mounted at the mount point: from the image through a loop device, or from the open mapping. */
 export const fsMountStep: Step<StepCtx> = {
   id: 'fs-mount',
@@ -37,7 +45,7 @@ export const fsMountStep: Step<StepCtx> = {
     const s = ctx.stack;
     const actions: Action[] = [];
     if ((await dirState(s.fs.mountPoint)) === 'missing') actions.push({ kind: 'mkdir', path: s.fs.mountPoint, mode: 0o755 });
-    actions.push({ kind: 'run', cmd: { argv: mountArgv(s.fs.device, s.fs.mountPoint, s.fs.mountOptions), timeoutMs: 120_000 } });
+    actions.push({ kind: 'run', cmd: { argv: mountArgv(s.fs.device, s.fs.mountPoint, s.fs.mountOptions), timeoutMs: MOUNT_TIMEOUT_MS } });
     return actions;
   },
   async verify(ctx) {
