@@ -201,7 +201,7 @@ async function setUp(t) {
 
   const args = ['init', '--yes', '--user', box.user, '--host', '127.0.0.1', '--port', String(relay.port), '--size', `${S.imageGiB}G`,
     '--host-key-fingerprint', box.hostKeyFingerprint, '--password-stdin', '--box-mount', p.box, '--mount-point', p.fs,
-    '--ssh-key', p.key, '--no-fstab', '--config', p.config];
+    '--ssh-key', p.key, '--no-fstab', '--no-systemd', '--config', p.config];
   log(`hbs init ${S.imageGiB} GiB through the relay`);
   const r = await run(HBS, args, { input: `${box.password}\n`, reject: false, env: { NO_COLOR: '1' } });
   if (r.exitCode !== 0) throw new Error(`hbs init failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
