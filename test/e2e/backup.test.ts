@@ -22,7 +22,7 @@ import type { BackupResult } from '../../src/commands/backup.js';
 import type { SnapshotsReport } from '../../src/commands/snapshots.js';
 import type { StatusReport } from '../../src/lib/status-report.js';
 import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
-import { HBS, hbs, teardown } from './helpers.js';
+import { HBS, hbs, smallBoxDisk, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -30,7 +30,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe.skipIf(skip !== undefined)('hbs backup', () => {
   let box: StandInBox;
   let t: string;
-  let backing: string;
   let boxFs: string;
   let src: string;
   const p = { config: '', key: '', boxMount: '', mountPoint: '' };
@@ -48,13 +47,7 @@ describe.skipIf(skip !== undefined)('hbs backup', () => {
   beforeAll(async () => {
     t = await mkdtemp(join(tmpdir(), 'hbs-backup-'));
     await execa('chmod', ['0755', t]);
-    backing = join(t, 'box-disk.img');
-    boxFs = join(t, 'box-disk');
-    await execa('truncate', ['--size=600M', backing]);
-    await execa('mkfs.ext4', ['-q', '-m', '0', backing]);
-    await mkdir(boxFs);
-    await execa('mount', ['-o', 'loop', backing, boxFs]);
-    await execa('chmod', ['0755', boxFs]);
+    boxFs = await smallBoxDisk(t, '600M');
     box = await startBox({ stateDir: join(boxFs, 'state') });
     Object.assign(p, { config: join(t, 'etc', 'config.json'), key: join(t, 'key'), boxMount: join(t, 'box'), mountPoint: join(t, 'mnt') });
     const r = await hbs(

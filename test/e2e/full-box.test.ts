@@ -8,14 +8,14 @@
  *   - the data written before the fill is intact.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReport } from '../../src/lib/status-report.js';
 import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
-import { hbs, teardown } from './helpers.js';
+import { hbs, smallBoxDisk, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();
 const MiB = 1024 * 1024;
@@ -23,7 +23,6 @@ const MiB = 1024 * 1024;
 describe.skipIf(skip !== undefined)('a full box is never a silent success', () => {
   let box: StandInBox;
   let t: string;
-  let backing: string;
   let boxFs: string;
   const p = { config: '', key: '', boxMount: '', mountPoint: '' };
   let before = '';
@@ -38,13 +37,7 @@ describe.skipIf(skip !== undefined)('a full box is never a silent success', () =
     t = await mkdtemp(join(tmpdir(), 'hbs-full-'));
     await execa('chmod', ['0755', t]);
     // The box's own disk: 700 MiB, so it fills up long before the 2 GiB image does.
-    backing = join(t, 'box-disk.img');
-    boxFs = join(t, 'box-disk');
-    await execa('truncate', ['--size=700M', backing]);
-    await execa('mkfs.ext4', ['-q', '-m', '0', backing]);
-    await mkdir(boxFs);
-    await execa('mount', ['-o', 'loop', backing, boxFs]);
-    await execa('chmod', ['0755', boxFs]);
+    boxFs = await smallBoxDisk(t, '700M');
     // What snapshots on a real box are: space taken outside the account's files.
     await execa('dd', ['if=/dev/urandom', `of=${join(boxFs, 'snapshots')}`, 'bs=1M', 'count=250', 'status=none']);
     box = await startBox({ stateDir: join(boxFs, 'state') });

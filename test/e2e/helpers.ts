@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 export { teardown } from '../support/teardown.js';
 import { execa } from 'execa';
@@ -57,4 +57,20 @@ export async function readAheadAt(mountPoint: string): Promise<string> {
 export async function loopDioAt(mountPoint: string): Promise<string> {
   const source = (await execa('findmnt', ['-n', '-o', 'SOURCE', '--mountpoint', mountPoint])).stdout.trim();
   return (await execa('losetup', ['--list', '--noheadings', '--output', 'DIO', source])).stdout.trim();
+}
+
+/**
+ * A disk of the box's own, so it can fill up: an ext4 image file of `size` (truncate's syntax) in `dir`,
+ * loop-mounted at `dir`/box-disk (world-searchable, as the box's home must be). Returns the mount point;
+ * the caller unmounts it (`umount` detaches the loop device).
+ */
+export async function smallBoxDisk(dir: string, size: string): Promise<string> {
+  const backing = join(dir, 'box-disk.img');
+  const mnt = join(dir, 'box-disk');
+  await execa('truncate', [`--size=${size}`, backing]);
+  await execa('mkfs.ext4', ['-q', '-m', '0', backing]);
+  await mkdir(mnt);
+  await execa('mount', ['-o', 'loop', backing, mnt]);
+  await execa('chmod', ['0755', mnt]);
+  return mnt;
 }
