@@ -22,7 +22,7 @@ import type { BackupResult } from '../../src/commands/backup.js';
 import type { SnapshotsReport } from '../../src/commands/snapshots.js';
 import type { StatusReport } from '../../src/lib/status-report.js';
 import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
-import { HBS, hbs, smallBoxDisk, teardown } from './helpers.js';
+import { HBS, hbs, initThinOn, smallBoxDisk, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,11 +50,7 @@ describe.skipIf(skip !== undefined)('hbs backup', () => {
     boxFs = await smallBoxDisk(t, '600M');
     box = await startBox({ stateDir: join(boxFs, 'state') });
     Object.assign(p, { config: join(t, 'etc', 'config.json'), key: join(t, 'key'), boxMount: join(t, 'box'), mountPoint: join(t, 'mnt') });
-    const r = await hbs(
-      ['init', '--yes', '--force', '--user', box.user, '--host', box.host, '--port', String(box.port), '--size', '2G', '--box-mount', p.boxMount, '--mount-point', p.mountPoint,
-        '--ssh-key', p.key, '--host-key-fingerprint', box.hostKeyFingerprint, '--no-fstab', '--no-systemd', '--config', p.config, '--password-stdin'],
-      { input: box.password + '\n' },
-    );
+    const r = await initThinOn(box, p);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
     // The sources: a tree with odd owners, a hard-linked pair, a symlink.

@@ -15,7 +15,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReport } from '../../src/lib/status-report.js';
 import { e2eUnavailable, startBox, type StandInBox } from '../support/stand-in-box.js';
-import { hbs, smallBoxDisk, teardown } from './helpers.js';
+import { hbs, initThinOn, smallBoxDisk, teardown } from './helpers.js';
 
 const skip = await e2eUnavailable();
 const MiB = 1024 * 1024;
@@ -42,11 +42,7 @@ describe.skipIf(skip !== undefined)('a full box is never a silent success', () =
     await execa('dd', ['if=/dev/urandom', `of=${join(boxFs, 'snapshots')}`, 'bs=1M', 'count=250', 'status=none']);
     box = await startBox({ stateDir: join(boxFs, 'state') });
     Object.assign(p, { config: join(t, 'etc', 'config.json'), key: join(t, 'key'), boxMount: join(t, 'box'), mountPoint: join(t, 'mnt') });
-    const r = await hbs(
-      ['init', '--yes', '--force', '--user', box.user, '--host', box.host, '--port', String(box.port), '--size', '2G', '--box-mount', p.boxMount, '--mount-point', p.mountPoint,
-        '--ssh-key', p.key, '--host-key-fingerprint', box.hostKeyFingerprint, '--no-fstab', '--no-systemd', '--config', p.config, '--password-stdin'],
-      { input: box.password + '\n' },
-    );
+    const r = await initThinOn(box, p);
     expect(r.stderr).toBe('');
     expect(r.exitCode).toBe(0);
   });

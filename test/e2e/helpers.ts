@@ -2,6 +2,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 export { teardown } from '../support/teardown.js';
 import { execa } from 'execa';
+import type { StandInBox } from '../support/stand-in-box.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const HBS = join(ROOT, 'bin', 'hbs');
@@ -73,4 +74,16 @@ export async function smallBoxDisk(dir: string, size: string): Promise<string> {
   await execa('mount', ['-o', 'loop', backing, mnt]);
   await execa('chmod', ['0755', mnt]);
   return mnt;
+}
+
+/**
+ * `hbs init --yes --force` of a 2 GiB image on `box` (password on stdin, no fstab, no boot unit): the
+ * stack the full-box and backup tests fill up. `--force`: the image is larger than the box's disk.
+ */
+export function initThinOn(box: StandInBox, p: { config: string; key: string; boxMount: string; mountPoint: string }): Promise<Run> {
+  return hbs(
+    ['init', '--yes', '--force', '--user', box.user, '--host', box.host, '--port', String(box.port), '--size', '2G', '--box-mount', p.boxMount, '--mount-point', p.mountPoint,
+      '--ssh-key', p.key, '--host-key-fingerprint', box.hostKeyFingerprint, '--no-fstab', '--no-systemd', '--config', p.config, '--password-stdin'],
+    { input: box.password + '\n' },
+  );
 }
